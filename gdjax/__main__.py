@@ -1,0 +1,3 @@
+from gdjax.cli import entry_point
+
+entry_point()

@@ -1,0 +1,168 @@
+"""TFDS input pipelines: any TFDS image dataset by name, split per JAX process.
+
+Each process reads its own slice of a split (`tfds.split_for_jax_process`),
+shuffles it with a seed, batches it to `global_batch_size / process_count`
+and scales pixels to [-1, 1]. `gdjax.parallel` then assembles the per-process
+batches into global arrays on the mesh.
+
+The training order is a pure function of the seed: a run resumed at step `k`
+skips the first `k` batches and sees exactly what an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from gdjax.data import fashion_mnist_local
+from gdjax.errors import ConfigError, DatasetError
+
+
+def scale_images(images: tf.Tensor) -> tf.Tensor:
+  """uint8 pixels in [0, 255] -> float32 in [-1, 1] (what a tanh generator emits)."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def preprocess(example: dict) -> dict:
+  return {"image": scale_images(example["image"]), "label": tf.cast(example["label"], tf.int32)}
+
+
+def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """A prepared TFDS builder for `dataset_config.name`.
+
+  For `fashion_mnist`, a local directory of IDX files (`local_dir`,
+  `$GDJAX_FASHION_MNIST_DIR` or Debian's `/usr/share/datasets/fashion-mnist`)
+  is preferred over TFDS's download, which needs the internet.
+  """
+  name, data_dir = dataset_config.name, dataset_config.get("data_dir")
+  if name == "fashion_mnist":
+    local_dir = dataset_config.get("local_dir") or fashion_mnist_local.default_local_dir()
+    if not fashion_mnist_local.missing_files(local_dir):
+      builder = fashion_mnist_local.FashionMnistLocal(data_dir=data_dir)
+      if not builder.is_prepared():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=local_dir)
+        )
+      return builder
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ConfigError(
+        f"TFDS has no dataset named {name!r}. Set --config.dataset.name to a TFDS "
+        "dataset name such as 'fashion_mnist' or 'mnist'."
+    ) from e
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # Any network or checksum failure ends here.
+      hint = ""
+      if name == "fashion_mnist":
+        hint = (
+            " Fashion-MNIST can also come from local IDX files: install them "
+            "with `sudo apt-get install dataset-fashion-mnist` (they go to "
+            f"{fashion_mnist_local.DEBIAN_DIR}), or point "
+            f"${fashion_mnist_local.DIR_ENV_VAR} or --config.dataset.local_dir "
+            "at a directory holding train-images-idx3-ubyte.gz, "
+            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+            "t10k-labels-idx1-ubyte.gz."
+        )
+      raise DatasetError(
+          f"Dataset {name!r} is not prepared in {builder.data_dir_root} and "
+          f"downloading it failed ({type(e).__name__}: {str(e)[:200]}). "
+          "Prepare it on a machine with internet (`tfds build "
+          f"{name}`) and copy it there, or set --config.dataset.data_dir to "
+          f"where it is prepared.{hint}"
+      ) from e
+  return builder
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError) as e:
+    raise ConfigError(
+        f"Split {split!r} does not exist in {builder.name}; it has "
+        f"{sorted(builder.info.splits)}. Use TFDS split syntax, e.g. 'train[:90%]'."
+    ) from e
+
+
+def _read_process_split(builder, split: str, *, shuffle_files: bool, seed: int):
+  process_split = tfds.split_for_jax_process(split, drop_remainder=False)
+  read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+  return builder.as_dataset(
+      split=process_split, shuffle_files=shuffle_files, read_config=read_config
+  )
+
+
+def train_batches(
+    builder: tfds.core.DatasetBuilder,
+    dataset_config: ml_collections.ConfigDict,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+) -> Iterator[dict]:
+  """Endless, shuffled, per-process NumPy batches, starting at `start_step`."""
+  local_batch_size = _local_batch_size(global_batch_size)
+  split = dataset_config.train_split
+  num_examples(builder, split)  # Fails early, with a clear message, on a bad split.
+  ds = _read_process_split(builder, split, shuffle_files=True, seed=seed)
+  if dataset_config.get("cache", True):
+    ds = ds.cache()
+  ds = ds.shuffle(dataset_config.shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat()
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if start_step:
+    ds = ds.skip(start_step)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return iter(tfds.as_numpy(ds))
+
+
+def eval_batches(
+    builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int
+) -> Iterator[dict]:
+  """One pass over `split`, in order, with a `mask` marking real examples.
+
+  The last batch is padded, and every process yields the same number of
+  batches (some possibly all padding), so collective eval steps line up
+  across hosts.
+  """
+  local_batch_size = _local_batch_size(global_batch_size)
+  per_process = math.ceil(num_examples(builder, split) / jax.process_count())
+  num_batches = math.ceil(per_process / local_batch_size)
+  ds = _read_process_split(builder, split, shuffle_files=False, seed=0)
+  ds = ds.batch(local_batch_size).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  batches = iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+  template = None
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if batch is None:  # This process ran out before the others.
+      batch = {k: v[:0] for k, v in template.items()}
+    template = batch
+    yield pad_batch(batch, local_batch_size)
+
+
+def pad_batch(batch: dict, size: int) -> dict:
+  """Pads every array to `size` rows with zeros and adds a float `mask`."""
+  n = len(next(iter(batch.values())))
+  padded = {
+      k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
+  }
+  padded["mask"] = (np.arange(size) < n).astype(np.float32)
+  return padded
+
+
+def _local_batch_size(global_batch_size: int) -> int:
+  if global_batch_size % jax.process_count():
+    raise ConfigError(
+        f"batch_size={global_batch_size} must be divisible by the number of "
+        f"processes ({jax.process_count()})."
+    )
+  return global_batch_size // jax.process_count()

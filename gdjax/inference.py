@@ -1,0 +1,122 @@
+"""Using a trained workdir: restore its state, evaluate a split, classify arrays.
+
+`gdjax eval` and `gdjax predict` are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gdjax import checkpoint, data, parallel, tasks
+from gdjax.errors import ConfigError, InputArrayError
+
+
+class TrainedModel:
+  """A task and its restored state, placed on the data mesh."""
+
+  def __init__(self, workdir: str | Path, *, which: str = "latest"):
+    self.workdir = Path(workdir)
+    self.config = checkpoint.read_workdir_config(self.workdir)
+    self.task = tasks.build_task(self.config)
+    self.mesh = parallel.make_data_mesh()
+    self.replicated = parallel.replicated_sharding(self.mesh)
+    self.batch_sharding = parallel.batch_sharding(self.mesh)
+    self.image_shape = tuple(self.config.input_shape)
+    shapes = jax.eval_shape(functools.partial(self.task.init_state, image_shape=self.image_shape), jax.random.key(0))
+    manager = checkpoint.open_manager(self.workdir, read_only=True)
+    if which not in ("latest", "best"):
+      raise ConfigError(f"--checkpoint must be 'latest' or 'best', not {which!r}.")
+    step = manager.latest_step()
+    if which == "best":
+      step = _best_step_from_metrics(manager) or step
+    self.state = checkpoint.restore(
+        manager, checkpoint.abstract_with_sharding(shapes, self.replicated), step=step
+    )
+    self.step = int(self.state.step)
+    manager.close()
+
+  def evaluate(self, split: str, *, batch_size: int | None = None) -> dict:
+    """Metrics of the model on a whole split of its dataset."""
+    batch_size = batch_size or self.config.eval_batch_size
+    builder = data.get_builder(self.config.dataset)
+    eval_step = jax.jit(self.task.eval_step, out_shardings=self.replicated)
+    totals = None
+    batches = data.eval_batches(builder, split, global_batch_size=batch_size)
+    for batch in parallel.prefetch_to_mesh(batches, self.batch_sharding):
+      sums = eval_step(self.state, batch)
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    return self.task.finalize_eval(jax.device_get(totals))
+
+  def predict(self, images: np.ndarray, *, batch_size: int = 1000) -> dict:
+    """Labels and class probabilities of uint8 images, in order."""
+    images = check_images(images, self.image_shape)
+    batch_size = _round_up(batch_size, jax.device_count())
+    predict_step = jax.jit(self.task.predict_step, out_shardings=self.replicated)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+      chunk = images[start : start + batch_size]
+      padded = data.pad_batch({"image": chunk}, batch_size)
+      scaled = padded["image"].astype(np.float32) / 127.5 - 1.0
+      result = predict_step(self.state, jax.device_put(scaled, self.batch_sharding))
+      outputs.append(jax.tree.map(lambda x: np.asarray(x)[: len(chunk)], result))
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def check_images(images, image_shape: tuple[int, ...]) -> np.ndarray:
+  """Validates an image array for prediction and returns it as `[N, h, w, c]` uint8."""
+  images = np.asarray(images)
+  height, width, channels = image_shape
+  accepted = f"(N, {height}, {width})" + (f" or (N, {height}, {width}, {channels})" if channels == 1 else "")
+  if images.dtype != np.uint8:
+    hint = ""
+    if np.issubdtype(images.dtype, np.floating):
+      hint = (
+          " If your pixels are floats in [0, 1], convert them with "
+          "`(x * 255).round().astype(np.uint8)`; if in [0, 255], with "
+          "`x.round().astype(np.uint8)`."
+      )
+    elif np.issubdtype(images.dtype, np.integer) and images.size:
+      if images.min() >= 0 and images.max() <= 255:
+        hint = " Its values lie in [0, 255], so `x.astype(np.uint8)` converts it losslessly."
+    raise InputArrayError(f"Images must be uint8 pixels in [0, 255]; got dtype {images.dtype}.{hint}")
+  if images.ndim == 3 and channels == 1:
+    images = images[..., None]
+  if images.ndim != 4 or images.shape[1:] != (height, width, channels):
+    raise InputArrayError(
+        f"Images must have shape {accepted}; got {images.shape}. "
+        + ("A single image needs a leading batch axis: `x[None]`." if images.ndim == 2 else "")
+    )
+  if len(images) == 0:
+    raise InputArrayError("The image array is empty (N = 0); there is nothing to classify.")
+  return images
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+  path = Path(path)
+  if not path.is_file():
+    raise InputArrayError(f"{path} does not exist. Pass a .npy file written with np.save.")
+  try:
+    return np.load(path, allow_pickle=False)
+  except ValueError as e:
+    raise InputArrayError(
+        f"{path} is not a plain NumPy array file ({e}). Save a uint8 array with `np.save(path, images)`."
+    ) from e
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+  if jax.process_index() == 0:
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _best_step_from_metrics(manager) -> int | None:
+  return manager.best_step()
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple

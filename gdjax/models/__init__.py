@@ -1,0 +1,56 @@
+"""Flax Linen models, found by the name a config gives in `config.model.name`.
+
+A new model is a module class plus one line in `MODELS`; its constructor
+arguments come from the rest of `config.model`.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import ml_collections
+
+from gdjax.errors import ConfigError
+from gdjax.models.classifiers import (
+    CNNClassifier,
+    LinearClassifier,
+    MLPClassifier,
+    count_parameters,
+)
+
+MODELS: dict[str, type[nn.Module]] = {
+    "linear": LinearClassifier,
+    "mlp": MLPClassifier,
+    "cnn": CNNClassifier,
+}
+
+__all__ = [
+    "MODELS",
+    "CNNClassifier",
+    "LinearClassifier",
+    "MLPClassifier",
+    "build_model",
+    "count_parameters",
+]
+
+
+def build_model(model_config: ml_collections.ConfigDict, **overrides) -> nn.Module:
+  """Instantiates `MODELS[model_config.name]` with the other fields as arguments."""
+  kwargs = dict(model_config.to_dict())
+  name = kwargs.pop("name", None)
+  if name not in MODELS:
+    raise ConfigError(
+        f"Unknown model {name!r}. Set --config.model.name to one of {sorted(MODELS)}."
+    )
+  kwargs.update(overrides)
+  cls = MODELS[name]
+  fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ConfigError(
+        f"config.model has field(s) {unknown} that model {name!r} does not take. "
+        f"Its fields are {sorted(fields)}."
+    )
+  for key, value in kwargs.items():
+    if isinstance(value, list):
+      kwargs[key] = tuple(value)
+  return cls(**kwargs)
