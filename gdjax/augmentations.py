@@ -25,9 +25,9 @@ def random_translate(rng: jax.Array, images: jax.Array, max_shift: int, fill: fl
     return images
   batch, height, width, _ = images.shape
   padded = jnp.pad(
-      images,
-      ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
-      constant_values=fill,
+    images,
+    ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
+    constant_values=fill,
   )
   offsets = jax.random.randint(rng, (batch, 2), 0, 2 * max_shift + 1)
 

@@ -30,75 +30,69 @@ STRUCTURAL_FIELDS = ("task", "model")
 
 
 def open_manager(
-    workdir: str | Path,
-    *,
-    keep_last: int = 3,
-    keep_best: bool = False,
-    best_metric: str = "accuracy",
-    best_mode: str = "max",
-    read_only: bool = False,
+  workdir: str | Path,
+  *,
+  keep_last: int = 3,
+  keep_best: bool = False,
+  best_metric: str = "accuracy",
+  best_mode: str = "max",
+  read_only: bool = False,
 ) -> ocp.CheckpointManager:
   policies = [preservation_policy.LatestN(n=keep_last)]
   if keep_best:
     policies.append(
-        preservation_policy.BestN(
-            get_metric_fn=lambda metrics: metrics[best_metric],
-            reverse=best_mode == "min",
-            n=1,
-            keep_checkpoints_without_metrics=False,
-        )
+      preservation_policy.BestN(
+        get_metric_fn=lambda metrics: metrics[best_metric],
+        reverse=best_mode == "min",
+        n=1,
+        keep_checkpoints_without_metrics=False,
+      )
     )
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=preservation_policy.AnyPreservationPolicy(policies),
-      enable_async_checkpointing=True,
-      read_only=read_only,
-      create=not read_only,
+    preservation_policy=preservation_policy.AnyPreservationPolicy(policies),
+    enable_async_checkpointing=True,
+    read_only=read_only,
+    create=not read_only,
   )
   return ocp.CheckpointManager(
-      Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_names=("state", "config")
+    Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_names=("state", "config")
   )
 
 
 def save(
-    manager: ocp.CheckpointManager,
-    state: Any,
-    config: ml_collections.ConfigDict,
-    *,
-    step: int,
-    metrics: dict | None = None,
+  manager: ocp.CheckpointManager,
+  state: Any,
+  config: ml_collections.ConfigDict,
+  *,
+  step: int,
+  metrics: dict | None = None,
 ) -> bool:
   """Starts an asynchronous save of `state` at `step`; skips steps already saved."""
   if step in manager.all_steps():
     return False
   return manager.save(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())
-      ),
-      metrics=metrics,
-      force=True,
+    step,
+    args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())),
+    metrics=metrics,
+    force=True,
   )
 
 
-def restore(
-    manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | None = None
-) -> Any:
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | None = None) -> Any:
   """Restores the state at `step` (default: latest) onto `abstract_state`'s shardings."""
   step = manager.latest_step() if step is None else step
   if step is None:
     raise CheckpointError(
-        f"No checkpoint in {manager.directory}. Train first with "
-        "`gdjax train --config configs/<name>.py --workdir <workdir>`."
+      f"No checkpoint in {manager.directory}. Train first with "
+      "`gdjax train --config configs/<name>.py --workdir <workdir>`."
     )
   try:
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-    )
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
   except Exception as e:  # Orbax raises many types for a tree that does not fit.
     raise CheckpointError(
-        f"The checkpoint at step {step} in {manager.directory} does not fit this "
-        f"model ({type(e).__name__}: {str(e)[:300]}). Use the config that wrote "
-        "it, or a fresh --workdir."
+      f"The checkpoint at step {step} in {manager.directory} does not fit this "
+      f"model ({type(e).__name__}: {str(e)[:300]}). Use the config that wrote "
+      "it, or a fresh --workdir."
     ) from e
   return restored["state"]
 
@@ -116,8 +110,8 @@ def read_workdir_config(workdir: str | Path) -> ml_collections.ConfigDict:
   path = Path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise CheckpointError(
-        f"{path} does not exist, so {workdir} is not a gdjax workdir (or its "
-        "training never started). Pass the --workdir you trained in."
+      f"{path} does not exist, so {workdir} is not a gdjax workdir (or its "
+      "training never started). Pass the --workdir you trained in."
     )
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
@@ -135,11 +129,11 @@ def check_or_write_workdir_config(workdir: str | Path, config: ml_collections.Co
     for field in STRUCTURAL_FIELDS:
       if saved.get(field) != current.get(field):
         raise CheckpointError(
-            f"{workdir} holds a run of a different model: its {CONFIG_FILE} has "
-            f"{field}={json.dumps(saved.get(field), sort_keys=True)}, but this config has "
-            f"{field}={json.dumps(current.get(field), sort_keys=True)}. Use a new "
-            "--workdir for this config, or the config that the workdir was "
-            "trained with to resume it. Nothing in the workdir was changed."
+          f"{workdir} holds a run of a different model: its {CONFIG_FILE} has "
+          f"{field}={json.dumps(saved.get(field), sort_keys=True)}, but this config has "
+          f"{field}={json.dumps(current.get(field), sort_keys=True)}. Use a new "
+          "--workdir for this config, or the config that the workdir was "
+          "trained with to resume it. Nothing in the workdir was changed."
         )
   if jax.process_index() == 0:
     Path(workdir).mkdir(parents=True, exist_ok=True)

@@ -21,25 +21,31 @@ from ml_collections import config_flags
 USAGE = __doc__
 
 
-def _define_train_flags(fv: flags.FlagValues) -> None:
+def _define_train_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   config_flags.DEFINE_config_file(
-      "config", None, "Python config file, e.g. configs/cnn_fashion_mnist.py.", flag_values=fv,
-      lock_config=True,
+    "config",
+    None,
+    "Python config file, e.g. configs/cnn_fashion_mnist.py.",
+    flag_values=fv,
+    lock_config=True,
+    sys_argv=argv,  # Override flags (--config.x.y=...) are found in these args.
   )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.", flag_values=fv)
 
 
-def _define_eval_flags(fv: flags.FlagValues) -> None:
+def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
   flags.DEFINE_string("split", "test", "TFDS split to evaluate on.", flag_values=fv)
   flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
 
 
-def _define_predict_flags(fv: flags.FlagValues) -> None:
+def _define_predict_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
   flags.DEFINE_string("images", None, "A .npy file of uint8 images, (N, 28, 28) or (N, 28, 28, 1).", flag_values=fv)
   flags.DEFINE_string("out", None, "Where to write the predicted labels (.npy, int32 [N]).", flag_values=fv)
-  flags.DEFINE_string("probs", None, "If set, where to write class probabilities (.npy, float32 [N, classes]).", flag_values=fv)
+  flags.DEFINE_string(
+    "probs", None, "If set, where to write class probabilities (.npy, float32 [N, classes]).", flag_values=fv
+  )
   flags.DEFINE_integer("batch_size", 1000, "Images per forward pass.", flag_values=fv)
   flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
 
@@ -51,7 +57,10 @@ def _train(fv: flags.FlagValues) -> None:
   metrics = loop.train_and_evaluate(fv.config, fv.workdir)
   if metrics:
     split = fv.config.dataset.eval_split
-    print(f"Done. Final {split} metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    print(
+      f"Done. Final {split} metrics: "
+      + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    )
   print(f"Checkpoints, metrics.jsonl and TensorBoard logs are in {fv.workdir}")
 
 
@@ -62,7 +71,9 @@ def _eval(fv: flags.FlagValues) -> None:
   model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
   start = time.perf_counter()
   metrics = model.evaluate(fv.split)
-  metrics.update(step=model.step, split=fv.split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2))
+  metrics.update(
+    step=model.step, split=fv.split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2)
+  )
   path = os.path.join(fv.workdir, f"eval_{fv.split.replace('/', '_')}.json")
   inference.write_json(path, metrics)
   print(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
@@ -86,9 +97,9 @@ def _predict(fv: flags.FlagValues) -> None:
 
 
 COMMANDS = {
-    "train": (_define_train_flags, _train),
-    "eval": (_define_eval_flags, _eval),
-    "predict": (_define_predict_flags, _predict),
+  "train": (_define_train_flags, _train),
+  "eval": (_define_eval_flags, _eval),
+  "predict": (_define_predict_flags, _predict),
 }
 
 
@@ -113,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   define_flags, run = COMMANDS[command]
   fv = flags.FlagValues()
-  define_flags(fv)
+  command_argv = [f"gdjax {command}", *argv[2:]]
+  define_flags(fv, command_argv)
   try:
-    fv([f"gdjax {command}", *argv[2:]])
+    fv(command_argv)
   except flags.Error as e:
     print(f"gdjax {command}: {_explain_flag_error(e)}", file=sys.stderr)
     return 2
@@ -124,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     # not have, or of the wrong type.
     message = str(e.args[0] if e.args else e).strip("'").replace("\\'", "'").replace("\\n", " ")
     print(
-        f"gdjax {command}: bad config override: {str(message).strip()}\n"
-        "Overrides must name an existing field with a value of its type, e.g. "
-        "--config.optimizer.learning_rate=1e-3. Add new fields in the config file.",
-        file=sys.stderr,
+      f"gdjax {command}: bad config override: {str(message).strip()}\n"
+      "Overrides must name an existing field with a value of its type, e.g. "
+      "--config.optimizer.learning_rate=1e-3. Add new fields in the config file.",
+      file=sys.stderr,
     )
     return 2
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

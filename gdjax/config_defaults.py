@@ -11,17 +11,17 @@ import ml_collections
 
 def fashion_mnist_dataset() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      dict(
-          name="fashion_mnist",
-          data_dir=ml_collections.FieldReference(None, field_type=str),  # TFDS data_dir, e.g. gs://bucket/tfds.
-          local_dir=ml_collections.FieldReference(None, field_type=str),  # IDX files; default $GDJAX_FASHION_MNIST_DIR or Debian's.
-          # The last 6,000 training images are held out for validation: the
-          # best checkpoint and every tuning choice are made on them, never on `test`.
-          train_split="train[:54000]",
-          eval_split="train[54000:]",
-          shuffle_buffer_size=54_000,
-          cache=True,
-      )
+    dict(
+      name="fashion_mnist",
+      data_dir="",  # TFDS data_dir, e.g. gs://bucket/tfds; "" means TFDS's default.
+      local_dir="",  # IDX files; "" means $GDJAX_FASHION_MNIST_DIR, else Debian's directory.
+      # The last 6,000 training images are held out for validation: the
+      # best checkpoint and every tuning choice are made on them, never on `test`.
+      train_split="train[:54000]",
+      eval_split="train[54000:]",
+      shuffle_buffer_size=54_000,
+      cache=True,
+    )
   )
 
 
@@ -44,5 +44,5 @@ def classifier_config() -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict(dict(every_steps=500, keep_last=3, keep_best=True))
   config.progress_bar = True
   # Written by the loop from the dataset: the image shape the model was built for.
-  config.input_shape = ml_collections.FieldReference(None, field_type=list)
+  config.input_shape = ()
   return config

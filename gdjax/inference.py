@@ -35,9 +35,7 @@ class TrainedModel:
     step = manager.latest_step()
     if which == "best":
       step = _best_step_from_metrics(manager) or step
-    self.state = checkpoint.restore(
-        manager, checkpoint.abstract_with_sharding(shapes, self.replicated), step=step
-    )
+    self.state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, self.replicated), step=step)
     self.step = int(self.state.step)
     manager.close()
 
@@ -64,7 +62,7 @@ class TrainedModel:
       padded = data.pad_batch({"image": chunk}, batch_size)
       scaled = padded["image"].astype(np.float32) / 127.5 - 1.0
       result = predict_step(self.state, jax.device_put(scaled, self.batch_sharding))
-      outputs.append(jax.tree.map(lambda x: np.asarray(x)[: len(chunk)], result))
+      outputs.append({k: np.asarray(v)[: len(chunk)] for k, v in result.items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
@@ -77,9 +75,9 @@ def check_images(images, image_shape: tuple[int, ...]) -> np.ndarray:
     hint = ""
     if np.issubdtype(images.dtype, np.floating):
       hint = (
-          " If your pixels are floats in [0, 1], convert them with "
-          "`(x * 255).round().astype(np.uint8)`; if in [0, 255], with "
-          "`x.round().astype(np.uint8)`."
+        " If your pixels are floats in [0, 1], convert them with "
+        "`(x * 255).round().astype(np.uint8)`; if in [0, 255], with "
+        "`x.round().astype(np.uint8)`."
       )
     elif np.issubdtype(images.dtype, np.integer) and images.size:
       if images.min() >= 0 and images.max() <= 255:
@@ -89,8 +87,8 @@ def check_images(images, image_shape: tuple[int, ...]) -> np.ndarray:
     images = images[..., None]
   if images.ndim != 4 or images.shape[1:] != (height, width, channels):
     raise InputArrayError(
-        f"Images must have shape {accepted}; got {images.shape}. "
-        + ("A single image needs a leading batch axis: `x[None]`." if images.ndim == 2 else "")
+      f"Images must have shape {accepted}; got {images.shape}. "
+      + ("A single image needs a leading batch axis: `x[None]`." if images.ndim == 2 else "")
     )
   if len(images) == 0:
     raise InputArrayError("The image array is empty (N = 0); there is nothing to classify.")
@@ -105,7 +103,7 @@ def load_npy(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
   except ValueError as e:
     raise InputArrayError(
-        f"{path} is not a plain NumPy array file ({e}). Save a uint8 array with `np.save(path, images)`."
+      f"{path} is not a plain NumPy array file ({e}). Save a uint8 array with `np.save(path, images)`."
     ) from e
 
 

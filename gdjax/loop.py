@@ -44,7 +44,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   parallel.check_global_batch_size(config.eval_batch_size)
   builder = data.get_builder(config.dataset)
   data.num_examples(builder, config.dataset.eval_split)
-  config.input_shape = list(builder.info.features["image"].shape)
+  config.input_shape = tuple(builder.info.features["image"].shape)
   checkpoint.check_or_write_workdir_config(workdir, config)
 
   # --- State: restored from the latest checkpoint, or initialised.
@@ -55,13 +55,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   image_shape = tuple(config.input_shape)
   init_state = functools.partial(task.init_state, image_shape=image_shape)
   state_shapes = jax.eval_shape(init_state, init_rng)
-  state_sharding = jax.tree.map(lambda _: replicated, state_shapes)
+  state_sharding = parallel.state_shardings(state_shapes, mesh)
   manager = checkpoint.open_manager(
-      workdir,
-      keep_last=config.checkpoint.keep_last,
-      keep_best=config.checkpoint.keep_best,
-      best_metric=task.best_metric,
-      best_mode=task.best_mode,
+    workdir,
+    keep_last=config.checkpoint.keep_last,
+    keep_best=config.checkpoint.keep_best,
+    best_metric=task.best_metric,
+    best_mode=task.best_mode,
   )
   if manager.latest_step() is not None:
     state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(state_shapes, replicated))
@@ -71,12 +71,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   start_step = int(jax.device_get(state.step))
 
   # --- Compiled steps: data-parallel over the mesh, state buffers donated.
-  train_step = jax.jit(
-      task.train_step,
-      in_shardings=(state_sharding, batch_sharding, replicated),
-      out_shardings=(state_sharding, replicated),
-      donate_argnums=0,
-  )
+  train_step = parallel.jit_train_step(task.train_step, state_shapes, mesh)
   eval_step = jax.jit(task.eval_step, in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
 
   def evaluate(state) -> dict:
@@ -89,14 +84,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   # --- Input: per-process batches, resumed at the checkpoint's step.
   train_batches = parallel.prefetch_to_mesh(
-      data.train_batches(
-          builder,
-          config.dataset,
-          global_batch_size=config.batch_size,
-          seed=config.seed,
-          start_step=start_step,
-      ),
-      batch_sharding,
+    data.train_batches(
+      builder,
+      config.dataset,
+      global_batch_size=config.batch_size,
+      seed=config.seed,
+      start_step=start_step,
+    ),
+    batch_sharding,
   )
 
   # --- Loop.
@@ -106,12 +101,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   eval_metrics = {}
   last_log_time, last_log_step = time.perf_counter(), start_step
   progress = tqdm(
-      total=total_steps,
-      initial=start_step,
-      unit="step",
-      dynamic_ncols=True,
-      disable=jax.process_index() != 0 or not config.get("progress_bar", True),
-      mininterval=1.0,
+    total=total_steps,
+    initial=start_step,
+    unit="step",
+    dynamic_ncols=True,
+    disable=jax.process_index() != 0 or not config.get("progress_bar", True),
+    mininterval=1.0,
   )
   try:
     for step in range(start_step + 1, total_steps + 1):
@@ -138,13 +133,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         eval_metrics = evaluate(state)
         writer.write(step, "eval", eval_metrics)
         progress.write(
-            f"step {step}: {config.dataset.eval_split} "
-            + ", ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items() if isinstance(v, float))
+          f"step {step}: {config.dataset.eval_split} "
+          + ", ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items() if isinstance(v, float))
         )
       if is_checkpoint_step:
-        checkpoint.save(
-            manager, state, config, step=step, metrics=eval_metrics if is_eval_step else None
-        )
+        checkpoint.save(manager, state, config, step=step, metrics=eval_metrics if is_eval_step else None)
     if start_step >= total_steps:
       eval_metrics = evaluate(state)
   finally:
@@ -163,7 +156,7 @@ def _raise_if_not_finite(summary: dict, step: int) -> None:
   for name, value in summary.items():
     if not math.isfinite(value):
       raise TrainingDivergedError(
-          f"Training diverged: {name} is {value} at step {step} (averaged over the "
-          "last log interval). The last checkpoint before it is kept. Lower "
-          "--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm."
+        f"Training diverged: {name} is {value} at step {step} (averaged over the "
+        "last log interval). The last checkpoint before it is kept. Lower "
+        "--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm."
       )

@@ -25,9 +25,7 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def crammer_singer_hinge(
-    scores: jax.Array, labels: jax.Array, *, margin: float = 1.0
-) -> jax.Array:
+def crammer_singer_hinge(scores: jax.Array, labels: jax.Array, *, margin: float = 1.0) -> jax.Array:
   """Multiclass hinge loss of Crammer & Singer.
 
   `max(0, margin + max_{j != y} s_j - s_y)`: the true class must beat the best
@@ -53,9 +51,7 @@ def crammer_singer_hinge(
   return jax.nn.relu(margin + best_wrong - true_score)
 
 
-def one_vs_rest_hinge(
-    scores: jax.Array, labels: jax.Array, *, margin: float = 1.0
-) -> jax.Array:
+def one_vs_rest_hinge(scores: jax.Array, labels: jax.Array, *, margin: float = 1.0) -> jax.Array:
   """One-vs-rest hinge loss: one binary SVM per class, summed over classes.
 
   Class `k` sees target `t_k = +1` for its own examples and `-1` otherwise,
@@ -88,9 +84,9 @@ def l2_penalty(params, *, exclude_biases: bool = True) -> jax.Array:
 
 
 CLASSIFICATION_LOSSES = {
-    "cross_entropy": softmax_cross_entropy,
-    "crammer_singer_hinge": crammer_singer_hinge,
-    "one_vs_rest_hinge": one_vs_rest_hinge,
+  "cross_entropy": softmax_cross_entropy,
+  "crammer_singer_hinge": crammer_singer_hinge,
+  "one_vs_rest_hinge": one_vs_rest_hinge,
 }
 
 
@@ -101,15 +97,12 @@ def get_classification_loss(name: str):
   try:
     return CLASSIFICATION_LOSSES[name]
   except KeyError:
-    raise ConfigError(
-        f"Unknown loss {name!r}. Set --config.loss to one of "
-        f"{sorted(CLASSIFICATION_LOSSES)}."
-    ) from None
+    raise ConfigError(f"Unknown loss {name!r}. Set --config.loss to one of {sorted(CLASSIFICATION_LOSSES)}.") from None
 
 
 def _check_scores_and_labels(scores: jax.Array, labels: jax.Array) -> None:
   if scores.ndim != 2 or labels.shape != scores.shape[:1]:
     raise ValueError(
-        "Expected scores of shape [batch, num_classes] and labels of shape "
-        f"[batch]; got {scores.shape} and {labels.shape}."
+      "Expected scores of shape [batch, num_classes] and labels of shape "
+      f"[batch]; got {scores.shape} and {labels.shape}."
     )

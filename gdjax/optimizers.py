@@ -26,19 +26,19 @@ def build_schedule(schedule_config: ml_collections.ConfigDict, learning_rate: fl
     return optax.constant_schedule(learning_rate)
   if name in ("cosine", "warmup_cosine"):
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if warmup_steps else learning_rate,
-        peak_value=learning_rate,
-        warmup_steps=warmup_steps,
-        decay_steps=max(total_steps, warmup_steps + 1),
-        end_value=learning_rate * end_fraction,
+      init_value=0.0 if warmup_steps else learning_rate,
+      peak_value=learning_rate,
+      warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1),
+      end_value=learning_rate * end_fraction,
     )
   raise ConfigError(f"Unknown schedule {name!r}. Set --config.schedule.name to one of {SCHEDULES}.")
 
 
 def build_optimizer(
-    optimizer_config: ml_collections.ConfigDict,
-    schedule_config: ml_collections.ConfigDict,
-    total_steps: int,
+  optimizer_config: ml_collections.ConfigDict,
+  schedule_config: ml_collections.ConfigDict,
+  total_steps: int,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns `(optimizer, schedule)`; the schedule is also used for logging."""
   kwargs = dict(optimizer_config.to_dict())
@@ -48,15 +48,15 @@ def build_optimizer(
   factory = getattr(optax, name, None)
   if factory is None or not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
     raise ConfigError(
-        f"Unknown optimizer {name!r}. Set --config.optimizer.name to an optax "
-        "optimizer that takes a learning rate, e.g. 'adam', 'adamw' or 'sgd'."
+      f"Unknown optimizer {name!r}. Set --config.optimizer.name to an optax "
+      "optimizer that takes a learning rate, e.g. 'adam', 'adamw' or 'sgd'."
     )
   accepted = inspect.signature(factory).parameters
   unknown = sorted(k for k in kwargs if k not in accepted)
   if unknown:
     raise ConfigError(
-        f"optax.{name} takes no argument(s) {unknown}; remove them from "
-        f"config.optimizer. It takes {sorted(p for p in accepted if p != 'learning_rate')}."
+      f"optax.{name} takes no argument(s) {unknown}; remove them from "
+      f"config.optimizer. It takes {sorted(p for p in accepted if p != 'learning_rate')}."
     )
   schedule = build_schedule(schedule_config, learning_rate, total_steps)
   optimizer = factory(learning_rate=schedule, **kwargs)

@@ -27,8 +27,8 @@ DIR_ENV_VAR = "GDJAX_FASHION_MNIST_DIR"
 
 # split name -> (images file, labels file), without the optional `.gz`.
 SPLIT_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -53,8 +53,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   expected = int(np.prod(shape)) * dtype.itemsize
   if len(data) - offset != expected:
     raise ValueError(
-        f"{path} is truncated or corrupt: its header promises shape {shape} "
-        f"({expected} bytes) but {len(data) - offset} bytes follow."
+      f"{path} is truncated or corrupt: its header promises shape {shape} "
+      f"({expected} bytes) but {len(data) - offset} bytes follow."
     )
   return np.frombuffer(data, dtype, offset=offset).reshape(shape)
 
@@ -69,12 +69,7 @@ def find_idx_file(directory: str | os.PathLike, stem: str) -> Path | None:
 
 def missing_files(directory: str | os.PathLike) -> list[str]:
   """The IDX files that `directory` lacks (empty if it has them all)."""
-  return [
-      stem
-      for files in SPLIT_FILES.values()
-      for stem in files
-      if find_idx_file(directory, stem) is None
-  ]
+  return [stem for files in SPLIT_FILES.values() for stem in files if find_idx_file(directory, stem) is None]
 
 
 def default_local_dir() -> str:
@@ -89,8 +84,7 @@ def load_split_arrays(directory: str | os.PathLike, split: str) -> tuple[np.ndar
   labels = read_idx(find_idx_file(directory, labels_stem))
   if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
     raise ValueError(
-        f"{directory}: {split} images have shape {images.shape} and labels "
-        f"{labels.shape}; expected [N, 28, 28] and [N]."
+      f"{directory}: {split} images have shape {images.shape} and labels {labels.shape}; expected [N, 28, 28] and [N]."
     )
   return images, labels
 
@@ -102,7 +96,7 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "Same features as TFDS's fashion_mnist 3.0.1."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Put the four Fashion-MNIST IDX files (gzipped or not) in one directory:
-  {', '.join(s for files in SPLIT_FILES.values() for s in files)}.
+  {", ".join(s for files in SPLIT_FILES.values() for s in files)}.
   On Debian or Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts them
   in {DEBIAN_DIR}. Point gdjax elsewhere with ${DIR_ENV_VAR} or
   --config.dataset.local_dir.
@@ -110,13 +104,15 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        description="Zalando's Fashion-MNIST, read from local IDX files.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(28, 28, 1)),
-            "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://github.com/zalandoresearch/fashion-mnist",
+      description="Zalando's Fashion-MNIST, read from local IDX files.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(28, 28, 1)),
+          "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://github.com/zalandoresearch/fashion-mnist",
     )
 
   def _split_generators(self, dl_manager):

@@ -40,22 +40,20 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
   `$GDJAX_FASHION_MNIST_DIR` or Debian's `/usr/share/datasets/fashion-mnist`)
   is preferred over TFDS's download, which needs the internet.
   """
-  name, data_dir = dataset_config.name, dataset_config.get("data_dir")
+  name, data_dir = dataset_config.name, dataset_config.get("data_dir") or None
   if name == "fashion_mnist":
     local_dir = dataset_config.get("local_dir") or fashion_mnist_local.default_local_dir()
     if not fashion_mnist_local.missing_files(local_dir):
       builder = fashion_mnist_local.FashionMnistLocal(data_dir=data_dir)
       if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=local_dir)
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=local_dir))
       return builder
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ConfigError(
-        f"TFDS has no dataset named {name!r}. Set --config.dataset.name to a TFDS "
-        "dataset name such as 'fashion_mnist' or 'mnist'."
+      f"TFDS has no dataset named {name!r}. Set --config.dataset.name to a TFDS "
+      "dataset name such as 'fashion_mnist' or 'mnist'."
     ) from e
   if not builder.is_prepared():
     try:
@@ -64,49 +62,52 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
       hint = ""
       if name == "fashion_mnist":
         hint = (
-            " Fashion-MNIST can also come from local IDX files: install them "
-            "with `sudo apt-get install dataset-fashion-mnist` (they go to "
-            f"{fashion_mnist_local.DEBIAN_DIR}), or point "
-            f"${fashion_mnist_local.DIR_ENV_VAR} or --config.dataset.local_dir "
-            "at a directory holding train-images-idx3-ubyte.gz, "
-            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
-            "t10k-labels-idx1-ubyte.gz."
+          " Fashion-MNIST can also come from local IDX files: install them "
+          "with `sudo apt-get install dataset-fashion-mnist` (they go to "
+          f"{fashion_mnist_local.DEBIAN_DIR}), or point "
+          f"${fashion_mnist_local.DIR_ENV_VAR} or --config.dataset.local_dir "
+          "at a directory holding train-images-idx3-ubyte.gz, "
+          "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+          "t10k-labels-idx1-ubyte.gz."
         )
       raise DatasetError(
-          f"Dataset {name!r} is not prepared in {builder.data_dir_root} and "
-          f"downloading it failed ({type(e).__name__}: {str(e)[:200]}). "
-          "Prepare it on a machine with internet (`tfds build "
-          f"{name}`) and copy it there, or set --config.dataset.data_dir to "
-          f"where it is prepared.{hint}"
+        f"Dataset {name!r} is not prepared in {builder.data_dir_root} and "
+        f"downloading it failed ({type(e).__name__}: {str(e)[:200]}). "
+        "Prepare it on a machine with internet (`tfds build "
+        f"{name}`) and copy it there, or set --config.dataset.data_dir to "
+        f"where it is prepared.{hint}"
       ) from e
   return builder
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """Examples in `split` (TFDS slicing syntax allowed); clear error if it does not exist."""
+  if not builder.info.splits:
+    # No recorded split sizes (e.g. under `tfds.testing.mock_data`): count them.
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return int(ds.reduce(0, lambda count, _: count + 1))
   try:
     return builder.info.splits[split].num_examples
   except (KeyError, ValueError) as e:
     raise ConfigError(
-        f"Split {split!r} does not exist in {builder.name}; it has "
-        f"{sorted(builder.info.splits)}. Use TFDS split syntax, e.g. 'train[:90%]'."
+      f"Split {split!r} does not exist in {builder.name}; it has "
+      f"{sorted(builder.info.splits)}. Use TFDS split syntax, e.g. 'train[:90%]'."
     ) from e
 
 
 def _read_process_split(builder, split: str, *, shuffle_files: bool, seed: int):
   process_split = tfds.split_for_jax_process(split, drop_remainder=False)
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-  return builder.as_dataset(
-      split=process_split, shuffle_files=shuffle_files, read_config=read_config
-  )
+  return builder.as_dataset(split=process_split, shuffle_files=shuffle_files, read_config=read_config)
 
 
 def train_batches(
-    builder: tfds.core.DatasetBuilder,
-    dataset_config: ml_collections.ConfigDict,
-    *,
-    global_batch_size: int,
-    seed: int,
-    start_step: int = 0,
+  builder: tfds.core.DatasetBuilder,
+  dataset_config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  seed: int,
+  start_step: int = 0,
 ) -> Iterator[dict]:
   """Endless, shuffled, per-process NumPy batches, starting at `start_step`."""
   local_batch_size = _local_batch_size(global_batch_size)
@@ -125,9 +126,7 @@ def train_batches(
   return iter(tfds.as_numpy(ds))
 
 
-def eval_batches(
-    builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int
-) -> Iterator[dict]:
+def eval_batches(builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int) -> Iterator[dict]:
   """One pass over `split`, in order, with a `mask` marking real examples.
 
   The last batch is padded, and every process yields the same number of
@@ -152,9 +151,7 @@ def eval_batches(
 def pad_batch(batch: dict, size: int) -> dict:
   """Pads every array to `size` rows with zeros and adds a float `mask`."""
   n = len(next(iter(batch.values())))
-  padded = {
-      k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()
-  }
+  padded = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
   padded["mask"] = (np.arange(size) < n).astype(np.float32)
   return padded
 
@@ -162,7 +159,6 @@ def pad_batch(batch: dict, size: int) -> dict:
 def _local_batch_size(global_batch_size: int) -> int:
   if global_batch_size % jax.process_count():
     raise ConfigError(
-        f"batch_size={global_batch_size} must be divisible by the number of "
-        f"processes ({jax.process_count()})."
+      f"batch_size={global_batch_size} must be divisible by the number of processes ({jax.process_count()})."
     )
   return global_batch_size // jax.process_count()

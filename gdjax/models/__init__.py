@@ -11,25 +11,25 @@ import ml_collections
 
 from gdjax.errors import ConfigError
 from gdjax.models.classifiers import (
-    CNNClassifier,
-    LinearClassifier,
-    MLPClassifier,
-    count_parameters,
+  CNNClassifier,
+  LinearClassifier,
+  MLPClassifier,
+  count_parameters,
 )
 
 MODELS: dict[str, type[nn.Module]] = {
-    "linear": LinearClassifier,
-    "mlp": MLPClassifier,
-    "cnn": CNNClassifier,
+  "linear": LinearClassifier,
+  "mlp": MLPClassifier,
+  "cnn": CNNClassifier,
 }
 
 __all__ = [
-    "MODELS",
-    "CNNClassifier",
-    "LinearClassifier",
-    "MLPClassifier",
-    "build_model",
-    "count_parameters",
+  "MODELS",
+  "CNNClassifier",
+  "LinearClassifier",
+  "MLPClassifier",
+  "build_model",
+  "count_parameters",
 ]
 
 
@@ -38,17 +38,14 @@ def build_model(model_config: ml_collections.ConfigDict, **overrides) -> nn.Modu
   kwargs = dict(model_config.to_dict())
   name = kwargs.pop("name", None)
   if name not in MODELS:
-    raise ConfigError(
-        f"Unknown model {name!r}. Set --config.model.name to one of {sorted(MODELS)}."
-    )
+    raise ConfigError(f"Unknown model {name!r}. Set --config.model.name to one of {sorted(MODELS)}.")
   kwargs.update(overrides)
   cls = MODELS[name]
   fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise ConfigError(
-        f"config.model has field(s) {unknown} that model {name!r} does not take. "
-        f"Its fields are {sorted(fields)}."
+      f"config.model has field(s) {unknown} that model {name!r} does not take. Its fields are {sorted(fields)}."
     )
   for key, value in kwargs.items():
     if isinstance(value, list):

@@ -40,9 +40,7 @@ class ClassifierTask:
     self.model = models.build_model(config.model)
     self.loss_fn = losses.get_classification_loss(config.loss)
     self.l2_regularization = config.get("l2_regularization", 0.0)
-    self.optimizer, self.schedule = optimizers.build_optimizer(
-        config.optimizer, config.schedule, config.total_steps
-    )
+    self.optimizer, self.schedule = optimizers.build_optimizer(config.optimizer, config.schedule, config.total_steps)
     augment_config = config.get("augment") or ml_collections.ConfigDict()
     self.flip = augment_config.get("flip", False)
     self.max_shift = augment_config.get("max_shift", 0)
@@ -51,10 +49,10 @@ class ClassifierTask:
     variables = self.model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
     return ClassifierState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=self.optimizer.init(params),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=self.optimizer.init(params),
     )
 
   def train_step(self, state: ClassifierState, batch: dict, rng: jax.Array):
@@ -66,11 +64,11 @@ class ClassifierTask:
 
     def objective(params):
       scores, updates = self.model.apply(
-          {"params": params, "batch_stats": state.batch_stats},
-          images,
-          train=True,
-          rngs={"dropout": dropout_rng},
-          mutable=["batch_stats"],
+        {"params": params, "batch_stats": state.batch_stats},
+        images,
+        train=True,
+        rngs={"dropout": dropout_rng},
+        mutable=["batch_stats"],
       )
       data_loss = jnp.mean(self.loss_fn(scores, batch["label"]))
       total = data_loss
@@ -78,47 +76,41 @@ class ClassifierTask:
         total = total + self.l2_regularization * losses.l2_penalty(params)
       return total, (data_loss, scores, updates.get("batch_stats", {}))
 
-    (total_loss, (data_loss, scores, batch_stats)), grads = jax.value_and_grad(
-        objective, has_aux=True
-    )(state.params)
+    (total_loss, (data_loss, scores, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
-        "loss": data_loss,
-        "objective": total_loss,
-        "accuracy": jnp.mean(jnp.argmax(scores, -1) == batch["label"]),
-        "grad_norm": optax.global_norm(grads),
-        "param_norm": optax.global_norm(params),
-        "learning_rate": self.schedule(state.step),
+      "loss": data_loss,
+      "objective": total_loss,
+      "accuracy": jnp.mean(jnp.argmax(scores, -1) == batch["label"]),
+      "grad_norm": optax.global_norm(grads),
+      "param_norm": optax.global_norm(params),
+      "learning_rate": self.schedule(state.step),
     }
-    new_state = state.replace(
-        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-    )
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
   def scores(self, state: ClassifierState, images: jax.Array) -> jax.Array:
     """Class scores (logits or SVM decision values) in inference mode."""
-    return self.model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
-    )
+    return self.model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
 
   def eval_step(self, state: ClassifierState, batch: dict) -> dict:
     """Masked sums over one batch; `finalize_eval` turns their totals into means."""
     scores = self.scores(state, batch["image"])
     mask = batch["mask"]
     return {
-        "loss_sum": jnp.sum(self.loss_fn(scores, batch["label"]) * mask),
-        "correct": jnp.sum((jnp.argmax(scores, -1) == batch["label"]) * mask),
-        "count": jnp.sum(mask),
+      "loss_sum": jnp.sum(self.loss_fn(scores, batch["label"]) * mask),
+      "correct": jnp.sum((jnp.argmax(scores, -1) == batch["label"]) * mask),
+      "count": jnp.sum(mask),
     }
 
   @staticmethod
   def finalize_eval(totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)
     return {
-        "accuracy": float(totals["correct"]) / count,
-        "loss": float(totals["loss_sum"]) / count,
-        "num_examples": int(totals["count"]),
+      "accuracy": float(totals["correct"]) / count,
+      "loss": float(totals["loss_sum"]) / count,
+      "num_examples": int(totals["count"]),
     }
 
   def predict_step(self, state: ClassifierState, images: jax.Array) -> dict:

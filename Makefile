@@ -1,0 +1,49 @@
+# gdjax quick start. `make run` trains the default model; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/cnn_fashion_mnist.py
+WORKDIR ?= workdirs/cnn_fashion_mnist
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: run test lint format data install clean
+
+$(BIN)/gdjax: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/gdjax
+
+# Fashion-MNIST's IDX files from Debian's package (no internet needed beyond apt).
+data:
+	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST found in $(FASHION_MNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
+	elif command -v sudo >/dev/null; then \
+	  sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist; \
+	else \
+	  echo "Install Debian's dataset-fashion-mnist, or set GDJAX_FASHION_MNIST_DIR to a directory of the IDX files."; \
+	fi
+
+# Trains the default config, then evaluates it on the test split.
+run: install data
+	$(BIN)/gdjax train --config $(CONFIG) --workdir $(WORKDIR)
+	$(BIN)/gdjax eval --workdir $(WORKDIR)
+	@echo "Results: $(WORKDIR)/eval_test.json, $(WORKDIR)/metrics.jsonl, TensorBoard logs in $(WORKDIR)/tensorboard"
+
+lint: install
+	$(BIN)/ruff check gdjax tests benchmarks configs
+	$(BIN)/ruff format --check gdjax tests benchmarks configs
+
+format: install
+	$(BIN)/ruff format gdjax tests benchmarks configs
+
+test: install lint
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) workdirs .pytest_cache

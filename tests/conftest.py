@@ -1,0 +1,58 @@
+"""Test set-up: 4 fake CPU devices and strict NumPy semantics, as in Equinox's tests.
+
+The environment must be set before JAX is imported anywhere.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import gzip  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.set_visible_devices([], "GPU")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def write_idx(path, array: np.ndarray) -> None:
+  """Writes `array` (uint8) as a gzipped IDX file: the format Fashion-MNIST ships in."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_fake_fashion_mnist(directory, num_train=256, num_test=96, seed=0):
+  """A tiny Fashion-MNIST look-alike whose classes are easy to tell apart.
+
+  Class `k` is a bright horizontal band at rows 2k..2k+4 plus noise, so a
+  model that learns anything at all gets it nearly right.
+  """
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for split, n in (("train", num_train), ("t10k", num_test)):
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+      images[i, 2 * label + 2 : 2 * label + 6, 4:24] = 230
+    write_idx(directory / f"{split}-images-idx3-ubyte.gz", images)
+    write_idx(directory / f"{split}-labels-idx1-ubyte.gz", labels)
+    arrays[split] = (images, labels)
+  return arrays
+
+
+@pytest.fixture(scope="session")
+def fake_fashion_mnist_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("fashion_mnist_idx")
+  make_fake_fashion_mnist(directory)
+  return directory
+
+
+@pytest.fixture(scope="session")
+def fake_tfds_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")

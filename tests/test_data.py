@@ -1,0 +1,152 @@
+"""The local Fashion-MNIST builder and the TFDS pipelines."""
+
+import gzip
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from gdjax import config_defaults, data
+from gdjax.data import fashion_mnist_local
+from gdjax.errors import ConfigError, DatasetError
+
+
+def dataset_config(local_dir, data_dir, **overrides):
+  config = config_defaults.fashion_mnist_dataset()
+  config.local_dir = str(local_dir)
+  config.data_dir = str(data_dir)
+  config.train_split = "train[:200]"
+  config.eval_split = "train[200:]"
+  config.shuffle_buffer_size = 256
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def builder(fake_fashion_mnist_dir, fake_tfds_data_dir):
+  return data.get_builder(dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir))
+
+
+class TestReadIdx:
+  def test_round_trip(self, tmp_path):
+    from conftest import write_idx
+
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", array)
+    np.testing.assert_array_equal(fashion_mnist_local.read_idx(tmp_path / "a.gz"), array)
+
+  def test_truncated_file_is_named(self, tmp_path):
+    with gzip.open(tmp_path / "bad.gz", "wb") as f:
+      f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + b"\x00" * 10)
+    with pytest.raises(ValueError, match="truncated"):
+      fashion_mnist_local.read_idx(tmp_path / "bad.gz")
+
+  def test_not_idx(self, tmp_path):
+    (tmp_path / "x").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="not an IDX file"):
+      fashion_mnist_local.read_idx(tmp_path / "x")
+
+
+class TestLocalBuilder:
+  def test_features_match_tfds_fashion_mnist(self, builder):
+    features = builder.info.features
+    assert features["image"].shape == (28, 28, 1)
+    assert features["image"].dtype == np.uint8
+    assert features["label"].names == list(fashion_mnist_local.CLASS_NAMES)
+    assert builder.info.splits["train"].num_examples == 256
+    assert builder.info.splits["test"].num_examples == 96
+
+  def test_examples_equal_the_idx_files(self, builder, fake_fashion_mnist_dir):
+    images, labels = fashion_mnist_local.load_split_arrays(fake_fashion_mnist_dir, "test")
+    examples = list(tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False)))
+    got_images = np.stack([e["image"] for e in examples])
+    got_labels = np.array([e["label"] for e in examples])
+    # Examples may come back in any order; match them by content.
+    order = np.lexsort(got_images.reshape(len(got_images), -1).T)
+    expected_order = np.lexsort(images.reshape(len(images), -1).T)
+    np.testing.assert_array_equal(got_images[order][..., 0], images[expected_order])
+    np.testing.assert_array_equal(got_labels[order], labels[expected_order])
+
+  def test_missing_files_are_listed(self, tmp_path):
+    assert len(fashion_mnist_local.missing_files(tmp_path)) == 4
+
+  def test_env_var_points_elsewhere(self, monkeypatch, tmp_path):
+    monkeypatch.setenv(fashion_mnist_local.DIR_ENV_VAR, str(tmp_path))
+    assert fashion_mnist_local.default_local_dir() == str(tmp_path)
+
+
+class TestMissingDataset:
+  def test_offline_download_failure_says_how_to_get_the_data(self, tmp_path, monkeypatch):
+    def no_network(self, *args, **kwargs):
+      raise ConnectionError("network unreachable")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
+    config = dataset_config(tmp_path / "no_idx_here", tmp_path / "tfds")
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
+      data.get_builder(config)
+
+  def test_unknown_dataset_name(self, tmp_path):
+    config = dataset_config(tmp_path, tmp_path, name="fashion_mnistt")
+    with pytest.raises(ConfigError, match="no dataset named"):
+      data.get_builder(config)
+
+
+class TestTrainBatches:
+  def take(self, builder, config, n, **kwargs):
+    batches = data.train_batches(builder, config, global_batch_size=32, **kwargs)
+    return [next(batches) for _ in range(n)]
+
+  def test_scaled_to_unit_range_and_typed(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+    (batch,) = self.take(builder, config, 1, seed=0)
+    assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
+    assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
+    assert batch["image"].max() > 0.7  # The bright band (230) maps to 230/127.5 - 1 = 0.80.
+    assert batch["label"].dtype == np.int32
+
+  def test_same_seed_same_order_other_seed_other_order(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+    a = self.take(builder, config, 9, seed=3)
+    b = self.take(builder, config, 9, seed=3)
+    c = self.take(builder, config, 9, seed=4)
+    for x, y in zip(a, b):
+      np.testing.assert_array_equal(x["label"], y["label"])
+      np.testing.assert_array_equal(x["image"], y["image"])
+    assert any(not np.array_equal(x["label"], z["label"]) for x, z in zip(a, c))
+
+  def test_resume_skips_to_the_same_batches(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+    full = self.take(builder, config, 12, seed=5)
+    resumed = self.take(builder, config, 4, seed=5, start_step=8)  # Crosses an epoch boundary (200/32).
+    for x, y in zip(full[8:], resumed):
+      np.testing.assert_array_equal(x["image"], y["image"])
+
+  def test_each_epoch_covers_the_split_once(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, train_split="train[:64]")
+    first_epoch = self.take(builder, config, 2, seed=0)
+    images = np.concatenate([b["image"] for b in first_epoch]).reshape(64, -1)
+    assert len(np.unique(images, axis=0)) == 64
+
+
+class TestEvalBatches:
+  def test_padded_with_mask_covering_every_example_once(self, builder):
+    batches = list(data.eval_batches(builder, "test", global_batch_size=40))
+    assert len(batches) == 3  # 96 examples -> 40 + 40 + 16 real.
+    masks = np.concatenate([b["mask"] for b in batches])
+    assert masks.sum() == 96 and masks.shape == (120,)
+    assert all(b["image"].shape == (40, 28, 28, 1) for b in batches)
+
+  def test_bad_split_is_explained(self, builder):
+    with pytest.raises(ConfigError, match="does not exist"):
+      list(data.eval_batches(builder, "validation", global_batch_size=8))
+
+
+def test_mock_data_builds_batches(tmp_path):
+  config = ml_collections.ConfigDict(config_defaults.fashion_mnist_dataset())
+  config.local_dir = str(tmp_path / "absent")
+  config.data_dir = str(tmp_path)
+  with tfds.testing.mock_data(num_examples=64):
+    builder = data.get_builder(config)
+    batch = next(data.train_batches(builder, config, global_batch_size=16, seed=0))
+  assert batch["image"].shape == (16, 28, 28, 1)
