@@ -50,6 +50,10 @@ def open_manager(
     )
   options = ocp.CheckpointManagerOptions(
     preservation_policy=preservation_policy.AnyPreservationPolicy(policies),
+    # With `best_fn` set, Orbax writes each checkpoint's metrics to disk, so a
+    # resumed run still knows which kept checkpoint is the best.
+    best_fn=(lambda metrics: metrics[best_metric]) if keep_best else None,
+    best_mode=best_mode,
     enable_async_checkpointing=True,
     read_only=read_only,
     create=not read_only,
@@ -97,8 +101,16 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | 
   return restored["state"]
 
 
-def best_step(manager: ocp.CheckpointManager) -> int | None:
-  return manager.best_step()
+def best_step(manager: ocp.CheckpointManager, metric: str, mode: str) -> int | None:
+  """The kept step with the best `metric` (None if no checkpoint has metrics)."""
+  scored = []
+  for step in manager.all_steps():
+    metrics = manager.metrics(step)
+    if metrics and metric in metrics:
+      scored.append((metrics[metric], step))
+  if not scored:
+    return None
+  return (max(scored) if mode == "max" else min(scored))[1]
 
 
 def abstract_with_sharding(state_shapes: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -34,7 +34,7 @@ class TrainedModel:
       raise ConfigError(f"--checkpoint must be 'latest' or 'best', not {which!r}.")
     step = manager.latest_step()
     if which == "best":
-      step = _best_step_from_metrics(manager) or step
+      step = checkpoint.best_step(manager, self.task.best_metric, self.task.best_mode) or step
     self.state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, self.replicated), step=step)
     self.step = int(self.state.step)
     manager.close()
@@ -110,10 +110,6 @@ def load_npy(path: str | Path) -> np.ndarray:
 def write_json(path: str | Path, payload: dict) -> None:
   if jax.process_index() == 0:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def _best_step_from_metrics(manager) -> int | None:
-  return manager.best_step()
 
 
 def _round_up(n: int, multiple: int) -> int:

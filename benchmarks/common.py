@@ -1,0 +1,70 @@
+"""Helpers shared by the benchmark scripts: loading configs and timing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSIFIER_CONFIGS = ("cnn_fashion_mnist", "mlp_fashion_mnist", "linear_svm_fashion_mnist")
+
+
+def load_config(name: str):
+  """`configs/<name>.py`'s `get_config()`."""
+  path = REPO / "configs" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(f"gdjax_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def machine_description() -> str:
+  import os
+
+  import jax
+
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
+
+
+def median_rate(count: int, seconds: list[float]) -> float:
+  return count / statistics.median(seconds)
+
+
+def timed(fn):
+  start = time.perf_counter()
+  result = fn()
+  return result, time.perf_counter() - start
+
+
+def write_results(name: str, rows: list[dict], **extra) -> Path:
+  out_dir = REPO / "benchmarks" / "results"
+  out_dir.mkdir(exist_ok=True)
+  path = out_dir / f"{name}.json"
+  payload = {"date": date.today().isoformat(), "machine": machine_description(), "rows": rows, **extra}
+  path.write_text(json.dumps(payload, indent=2) + "\n")
+  return path
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+  header = " | ".join(title for _, title in columns)
+  print(header)
+  print("-" * len(header))
+  for row in rows:
+    cells = []
+    for key, _ in columns:
+      value = row.get(key, "")
+      cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
+    print(" | ".join(cells))

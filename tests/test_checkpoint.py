@@ -1,0 +1,77 @@
+"""Orbax checkpoints: retention (last K plus the best), restore across shardings."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gdjax import checkpoint, parallel
+from gdjax.errors import CheckpointError
+
+
+def state_at(step):
+  return {"step": jnp.array(step), "w": jnp.full((8, 3), float(step))}
+
+
+def test_keeps_last_k_and_the_best(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  manager = checkpoint.open_manager(tmp_path, keep_last=2, keep_best=True, best_metric="accuracy", best_mode="max")
+  accuracies = {1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.65}
+  for step, accuracy in accuracies.items():
+    checkpoint.save(manager, state_at(step), config, step=step, metrics={"accuracy": accuracy})
+  manager.wait_until_finished()
+  assert sorted(manager.all_steps()) == [2, 4, 5]
+  assert checkpoint.best_step(manager, "accuracy", "max") == 2
+  manager.close()
+  # A resumed run reads the metrics back from disk and still keeps the best.
+  manager = checkpoint.open_manager(tmp_path, keep_last=2, keep_best=True, best_metric="accuracy", best_mode="max")
+  for step, accuracy in {6: 0.1, 7: 0.2}.items():
+    checkpoint.save(manager, state_at(step), config, step=step, metrics={"accuracy": accuracy})
+  manager.wait_until_finished()
+  assert sorted(manager.all_steps()) == [2, 6, 7]
+  assert checkpoint.best_step(manager, "accuracy", "max") == 2
+  manager.close()
+
+
+def test_keeps_lowest_loss_in_min_mode(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  manager = checkpoint.open_manager(tmp_path, keep_last=1, keep_best=True, best_metric="loss", best_mode="min")
+  for step, loss in {1: 0.5, 2: 0.1, 3: 0.3, 4: 0.4}.items():
+    checkpoint.save(manager, state_at(step), config, step=step, metrics={"loss": loss})
+  manager.wait_until_finished()
+  assert sorted(manager.all_steps()) == [2, 4]
+  assert checkpoint.best_step(manager, "loss", "min") == 2
+  manager.close()
+
+
+def test_saved_on_four_devices_restores_on_one(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  mesh4 = parallel.make_data_mesh(jax.devices()[:4])
+  state = jax.device_put(state_at(7), parallel.replicated_sharding(mesh4))
+  manager = checkpoint.open_manager(tmp_path)
+  checkpoint.save(manager, state, config, step=7)
+  manager.wait_until_finished()
+  mesh1 = parallel.make_data_mesh(jax.devices()[:1])
+  shapes = jax.eval_shape(lambda: state_at(0))
+  restored = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, parallel.replicated_sharding(mesh1)))
+  np.testing.assert_array_equal(restored["w"], np.full((8, 3), 7.0))
+  assert restored["w"].sharding.device_set == {jax.devices()[0]}
+  manager.close()
+
+
+def test_checkpoint_of_another_shape_is_explained(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  manager = checkpoint.open_manager(tmp_path)
+  checkpoint.save(manager, state_at(1), config, step=1)
+  manager.wait_until_finished()
+  other = {"step": jax.ShapeDtypeStruct((), jnp.int32), "v": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  with pytest.raises(CheckpointError, match="does not fit"):
+    checkpoint.restore(manager, other)
+  manager.close()
+
+
+def test_empty_workdir_says_train_first(tmp_path):
+  manager = checkpoint.open_manager(tmp_path)
+  with pytest.raises(CheckpointError, match="Train first"):
+    checkpoint.restore(manager, {})
