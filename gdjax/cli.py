@@ -3,6 +3,7 @@
   gdjax train   --config configs/cnn_fashion_mnist.py --workdir W [--config.FIELD=VALUE ...]
   gdjax eval    --workdir W [--split test]
   gdjax predict --workdir W --images X.npy --out P.npy [--probs Q.npy]
+  gdjax sample  --workdir W --num N --out S.npy [--labels 0,1,2] [--raw_weights]
 
 Input errors (a bad config field, a missing dataset, a wrong array, a workdir
 of another model) print one message that says how to fix them, and exit 2.
@@ -35,7 +36,12 @@ def _define_train_flags(fv: flags.FlagValues, argv: list[str]) -> None:
 
 def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
-  flags.DEFINE_string("split", "test", "TFDS split to evaluate on.", flag_values=fv)
+  flags.DEFINE_string(
+    "split",
+    None,
+    "TFDS split to evaluate on (default: 'test' for classifiers, the reference split for GANs).",
+    flag_values=fv,
+  )
   flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
 
 
@@ -69,12 +75,11 @@ def _eval(fv: flags.FlagValues) -> None:
 
   _require(fv, "workdir")
   model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
+  split = fv.split or (model.config.evaluation.reference_split if model.config.task == "gan" else "test")
   start = time.perf_counter()
-  metrics = model.evaluate(fv.split)
-  metrics.update(
-    step=model.step, split=fv.split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2)
-  )
-  path = os.path.join(fv.workdir, f"eval_{fv.split.replace('/', '_')}.json")
+  metrics = model.evaluate(split)
+  metrics.update(step=model.step, split=split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2))
+  path = os.path.join(fv.workdir, "eval_" + "".join(c if c.isalnum() else "_" for c in split) + ".json")
   inference.write_json(path, metrics)
   print(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
   print(f"Wrote {path}")
@@ -96,21 +101,53 @@ def _predict(fv: flags.FlagValues) -> None:
     print(f"Wrote class probabilities to {fv.probs}")
 
 
+def _define_sample_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  flags.DEFINE_string("workdir", None, "A GAN workdir written by `gdjax train`.", flag_values=fv)
+  flags.DEFINE_integer("num", 64, "How many images to generate.", flag_values=fv)
+  flags.DEFINE_string("out", None, "Where to write the images (.npy, uint8 [N, 28, 28, 1]).", flag_values=fv)
+  flags.DEFINE_list("labels", None, "Conditional GANs: classes to generate, repeated cyclically.", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Noise seed.", flag_values=fv)
+  flags.DEFINE_bool("raw_weights", False, "Use the raw generator instead of its EMA.", flag_values=fv)
+  flags.DEFINE_string("grid", None, "If set, also write the images as a PNG grid here.", flag_values=fv)
+  flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
+
+
+def _sample(fv: flags.FlagValues) -> None:
+  import numpy as np
+
+  from gdjax import inference, samples
+
+  _require(fv, "workdir", "out")
+  if fv.num < 1:
+    raise _UsageError("--num must be at least 1.")
+  try:
+    labels = [int(x) for x in fv.labels] if fv.labels else None
+  except ValueError:
+    raise _UsageError(f"--labels must be comma-separated class ids, e.g. 0,3,7; got {','.join(fv.labels)}.") from None
+  model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
+  images = model.sample(fv.num, labels=labels, seed=fv.seed, use_ema=not fv.raw_weights)
+  np.save(fv.out, images)
+  print(f"Wrote {len(images)} samples {images.shape} {images.dtype} to {fv.out}")
+  if fv.grid:
+    print(f"Wrote a grid to {samples.save_image_grid(images, fv.grid)}")
+
+
 COMMANDS = {
   "train": (_define_train_flags, _train),
   "eval": (_define_eval_flags, _eval),
   "predict": (_define_predict_flags, _predict),
+  "sample": (_define_sample_flags, _sample),
 }
 
 
-class _MissingFlag(Exception):
+class _UsageError(Exception):
   pass
 
 
 def _require(fv: flags.FlagValues, *names: str) -> None:
   missing = [f"--{n}" for n in names if fv[n].value is None]
   if missing:
-    raise _MissingFlag(f"missing required flag(s) {', '.join(missing)}.")
+    raise _UsageError(f"missing required flag(s) {', '.join(missing)}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
   try:
     run(fv)
-  except (GdjaxError, _MissingFlag) as e:
+  except (GdjaxError, _UsageError) as e:
     print(f"gdjax {command}: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
@@ -161,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 def _explain_flag_error(error: flags.Error) -> str:
   text = str(error)
   if "Unknown command line flag" in text or "FlagNameConflicts" in text:
-    return f"{text}. Run `gdjax {{train,eval,predict}} --helpfull` to list the flags."
+    return f"{text}. Run `gdjax {{train,eval,predict,sample}} --helpfull` to list the flags."
   return text
 
 

@@ -46,3 +46,56 @@ def classifier_config() -> ml_collections.ConfigDict:
   # Written by the loop from the dataset: the image shape the model was built for.
   config.input_shape = ()
   return config
+
+
+def gan_config() -> ml_collections.ConfigDict:
+  """A DCGAN with the non-saturating loss, Adam 2e-4, beta1 0.5 (Radford et al. 2016)."""
+  config = ml_collections.ConfigDict()
+  config.task = "gan"
+  config.seed = 0
+  config.dataset = fashion_mnist_dataset()
+  # GANs train on all 60,000 training images; FID compares with the test split.
+  config.dataset.train_split = "train"
+  config.dataset.eval_split = "test"
+  config.dataset.shuffle_buffer_size = 60_000
+  config.model = ml_collections.ConfigDict(
+    dict(
+      generator=dict(name="dcgan_generator", width=64, use_batch_norm=True),
+      discriminator=dict(name="dcgan_discriminator", width=64, spectral_norm=False),
+    )
+  )
+  config.noise_dim = 100
+  config.conditional = False
+  config.num_classes = 10
+  config.gan_loss = "non_saturating"
+  config.penalty = ml_collections.ConfigDict(dict(name="none", weight=0.0))
+  config.l2_weight_decay = 0.0
+  config.n_critic = 1
+  config.ema_decay = 0.999
+  config.batch_size = 64
+  config.eval_batch_size = 500
+  config.total_steps = 3000
+  config.generator_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999))
+  config.discriminator_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999))
+  config.schedule = ml_collections.ConfigDict(dict(name="constant"))
+  config.log_every_steps = 50
+  config.eval_every_steps = 1000
+  config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep_last=3, keep_best=True))
+  config.evaluation = ml_collections.ConfigDict(
+    dict(
+      feature_network="fashion_mnist_cnn",
+      feature_network_dir="",  # "" means the copy shipped in gdjax/assets.
+      reference_split="test",
+      num_samples=10_000,
+      batch_size=500,
+      use_ema=True,
+      kid_subsets=100,
+      kid_subset_size=1000,
+      precision_recall_samples=5000,
+      precision_recall_k=3,
+      grid_size=100,
+    )
+  )
+  config.progress_bar = True
+  config.input_shape = ()
+  return config

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import checkpoint, data, parallel, tasks
+from gdjax import checkpoint, data, evaluators, parallel, samples, tasks
 from gdjax.errors import ConfigError, InputArrayError
 
 
@@ -39,17 +39,37 @@ class TrainedModel:
     self.step = int(self.state.step)
     manager.close()
 
-  def evaluate(self, split: str, *, batch_size: int | None = None) -> dict:
-    """Metrics of the model on a whole split of its dataset."""
-    batch_size = batch_size or self.config.eval_batch_size
+  def evaluate(self, split: str | None = None) -> dict:
+    """The task's evaluation on `split` (classifiers: accuracy; GANs: FID and co.)."""
     builder = data.get_builder(self.config.dataset)
-    eval_step = jax.jit(self.task.eval_step, out_shardings=self.replicated)
-    totals = None
-    batches = data.eval_batches(builder, split, global_batch_size=batch_size)
-    for batch in parallel.prefetch_to_mesh(batches, self.batch_sharding):
-      sums = eval_step(self.state, batch)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return self.task.finalize_eval(jax.device_get(totals))
+    evaluator = evaluators.build_evaluator(self.task, self.config, builder, self.mesh, split=split)
+    return evaluator.run(self.state)
+
+  def sample(self, num: int, *, labels=None, seed: int = 0, use_ema: bool = True, batch_size: int = 500) -> np.ndarray:
+    """`num` generated images as uint8 `[num, h, w, c]` (GAN workdirs only)."""
+    if not hasattr(self.task, "sample_step"):
+      raise ConfigError(f"{self.workdir} holds a classifier; `gdjax sample` needs a GAN workdir.")
+    num_classes = self.task.num_classes
+    if labels is not None:
+      labels = np.asarray(labels, np.int32)
+      if not num_classes:
+        raise ConfigError("--labels only applies to conditional GANs; this generator is unconditional.")
+      if labels.min() < 0 or labels.max() >= num_classes:
+        raise ConfigError(f"--labels must lie in [0, {num_classes - 1}].")
+      labels = np.resize(labels, num)  # Repeated cyclically up to `num`.
+    elif num_classes:
+      labels = np.arange(num) % num_classes
+    sample_step = jax.jit(self.task.sample_step, static_argnames="use_ema", out_shardings=self.replicated)
+    rng = jax.random.key(seed)
+    chunks = []
+    for index, start in enumerate(range(0, num, batch_size)):
+      noise, default_labels = self.task.sample_noise(jax.random.fold_in(rng, index), batch_size)
+      chunk_labels = default_labels
+      if labels is not None:
+        chunk_labels = jnp.asarray(np.resize(labels[start : start + batch_size], batch_size))
+      images = sample_step(self.state, noise, chunk_labels, use_ema=use_ema)
+      chunks.append(samples.to_uint8(jax.device_get(images))[: num - start])
+    return np.concatenate(chunks)
 
   def predict(self, images: np.ndarray, *, batch_size: int = 1000) -> dict:
     """Labels and class probabilities of uint8 images, in order."""

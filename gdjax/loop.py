@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from gdjax import checkpoint, data, parallel, tasks
+from gdjax import checkpoint, data, evaluators, parallel, tasks
 from gdjax.errors import GdjaxError
 from gdjax.metric_writers import MetricWriter
 
@@ -33,18 +32,18 @@ class TrainingDivergedError(GdjaxError):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final metrics on `config.dataset.eval_split`.
+  Returns the final metrics of the task's evaluator.
   """
   workdir = Path(workdir)
 
   # --- Set-up and validation: nothing is written until all of it passes.
   task = tasks.build_task(config)
   mesh = parallel.make_data_mesh()
-  parallel.check_global_batch_size(config.batch_size)
+  parallel.check_global_batch_size(task.examples_per_step)
   parallel.check_global_batch_size(config.eval_batch_size)
   builder = data.get_builder(config.dataset)
-  data.num_examples(builder, config.dataset.eval_split)
   config.input_shape = tuple(builder.info.features["image"].shape)
+  evaluator = evaluators.build_evaluator(task, config, builder, mesh, workdir=workdir)
   checkpoint.check_or_write_workdir_config(workdir, config)
 
   # --- State: restored from the latest checkpoint, or initialised.
@@ -72,22 +71,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   # --- Compiled steps: data-parallel over the mesh, state buffers donated.
   train_step = parallel.jit_train_step(task.train_step, state_shapes, mesh)
-  eval_step = jax.jit(task.eval_step, in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
-
-  def evaluate(state) -> dict:
-    totals = None
-    batches = data.eval_batches(builder, config.dataset.eval_split, global_batch_size=config.eval_batch_size)
-    for batch in parallel.prefetch_to_mesh(batches, batch_sharding):
-      sums = eval_step(state, batch)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return task.finalize_eval(jax.device_get(totals))
 
   # --- Input: per-process batches, resumed at the checkpoint's step.
   train_batches = parallel.prefetch_to_mesh(
     data.train_batches(
       builder,
       config.dataset,
-      global_batch_size=config.batch_size,
+      global_batch_size=task.examples_per_step,
       seed=config.seed,
       start_step=start_step,
     ),
@@ -123,29 +113,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         _raise_if_not_finite(summary, step)
         now = time.perf_counter()
         summary["steps_per_sec"] = (step - last_log_step) / (now - last_log_time)
-        summary["examples_per_sec"] = summary["steps_per_sec"] * config.batch_size
+        summary["examples_per_sec"] = summary["steps_per_sec"] * task.examples_per_step
         last_log_time, last_log_step = now, step
         writer.write(step, "train", summary)
-        progress.set_postfix(loss=f"{summary['loss']:.4f}", refresh=False)
+        progress.set_postfix({k: f"{summary[k]:.4f}" for k in task.progress_metrics}, refresh=False)
 
       is_eval_step = step % config.eval_every_steps == 0 or step == total_steps
       if is_eval_step:
-        eval_metrics = evaluate(state)
+        eval_metrics = evaluator.run(state, step)
         writer.write(step, "eval", eval_metrics)
-        progress.write(
-          f"step {step}: {config.dataset.eval_split} "
-          + ", ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items() if isinstance(v, float))
-        )
+        progress.write(f"step {step}: eval " + _format_metrics(eval_metrics))
       if is_checkpoint_step:
-        checkpoint.save(manager, state, config, step=step, metrics=eval_metrics if is_eval_step else None)
+        checkpoint.save(manager, state, config, step=step, metrics=_numeric(eval_metrics) if is_eval_step else None)
     if start_step >= total_steps:
-      eval_metrics = evaluate(state)
+      eval_metrics = evaluator.run(state)
   finally:
     progress.close()
     manager.wait_until_finished()
     manager.close()
     writer.close()
   return eval_metrics
+
+
+def _numeric(metrics: dict) -> dict:
+  return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _format_metrics(metrics: dict) -> str:
+  return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
 
 def _mean_metrics(per_step: list[dict]) -> dict:

@@ -56,3 +56,27 @@ def fake_fashion_mnist_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fake_tfds_data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("tfds")
+
+
+def write_random_feature_network(directory, name="tiny_cnn"):
+  """A randomly initialised small CNN saved as a gdjax feature network."""
+  import json
+
+  import flax.serialization
+  import jax.numpy as jnp
+
+  from gdjax.models import CNNClassifier
+
+  model_config = {"name": "cnn", "stage_widths": [4, 8], "convs_per_stage": 1, "dense_width": 16}
+  model = CNNClassifier(stage_widths=(4, 8), convs_per_stage=1, dense_width=16)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)
+  (directory / f"{name}.msgpack").write_bytes(flax.serialization.to_bytes(variables))
+  (directory / f"{name}.json").write_text(json.dumps({"model": model_config, "input_shape": [28, 28, 1]}))
+  return name
+
+
+@pytest.fixture(scope="session")
+def feature_network_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("feature_network")
+  write_random_feature_network(directory)
+  return directory

@@ -16,16 +16,25 @@ from gdjax.models.classifiers import (
   MLPClassifier,
   count_parameters,
 )
+from gdjax.models.gans import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 
 MODELS: dict[str, type[nn.Module]] = {
   "linear": LinearClassifier,
   "mlp": MLPClassifier,
   "cnn": CNNClassifier,
+  "mlp_generator": MLPGenerator,
+  "mlp_discriminator": MLPDiscriminator,
+  "dcgan_generator": DCGANGenerator,
+  "dcgan_discriminator": DCGANDiscriminator,
 }
 
 __all__ = [
   "MODELS",
   "CNNClassifier",
+  "DCGANDiscriminator",
+  "DCGANGenerator",
+  "MLPDiscriminator",
+  "MLPGenerator",
   "LinearClassifier",
   "MLPClassifier",
   "build_model",

@@ -66,7 +66,12 @@ class CNNClassifier(nn.Module):
   use_batch_norm: bool = True
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+  def __call__(self, images: jax.Array, *, train: bool = False, with_features: bool = False):
+    """Class scores; with `with_features`, also the hidden dense layer's activations.
+
+    Those activations are the feature space in which gdjax's FID, KID and
+    precision/recall compare generated with real images.
+    """
     x = images
     for width in self.stage_widths:
       for _ in range(self.convs_per_stage):
@@ -77,9 +82,10 @@ class CNNClassifier(nn.Module):
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(nn.Dense(self.dense_width)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x)
+    features = nn.relu(nn.Dense(self.dense_width)(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+    scores = nn.Dense(self.num_classes)(x)
+    return (scores, features) if with_features else scores
 
 
 def count_parameters(params) -> int:

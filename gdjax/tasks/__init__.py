@@ -2,8 +2,9 @@
 
 A task turns a config into a state pytree and pure step functions:
 `init_state(rng, image_shape)`, `train_step(state, batch, rng)`,
-`eval_step(state, batch)` with `finalize_eval(totals)`, and `best_metric` /
-`best_mode` for keeping the best checkpoint. The loop knows tasks only through
+`examples_per_step`, `progress_metrics`, and `best_metric` / `best_mode` for
+keeping the best checkpoint; `gdjax.evaluators.build_evaluator` picks how
+the task is evaluated. The loop knows tasks only through
 this interface, so a new kind of training is one new module here.
 """
 
@@ -13,10 +14,11 @@ import ml_collections
 
 from gdjax.errors import ConfigError
 from gdjax.tasks.classifier import ClassifierState, ClassifierTask
+from gdjax.tasks.gan import GANState, GANTask
 
-TASKS = {"classifier": ClassifierTask}
+TASKS = {"classifier": ClassifierTask, "gan": GANTask}
 
-__all__ = ["TASKS", "ClassifierState", "ClassifierTask", "build_task"]
+__all__ = ["TASKS", "ClassifierState", "ClassifierTask", "GANState", "GANTask", "build_task"]
 
 
 def build_task(config: ml_collections.ConfigDict):

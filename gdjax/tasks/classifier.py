@@ -34,6 +34,7 @@ class ClassifierTask:
 
   best_metric = "accuracy"
   best_mode = "max"
+  progress_metrics = ("loss",)
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -44,6 +45,10 @@ class ClassifierTask:
     augment_config = config.get("augment") or ml_collections.ConfigDict()
     self.flip = augment_config.get("flip", False)
     self.max_shift = augment_config.get("max_shift", 0)
+
+  @property
+  def examples_per_step(self) -> int:
+    return self.config.batch_size
 
   def init_state(self, rng: jax.Array, image_shape: tuple[int, ...]) -> ClassifierState:
     variables = self.model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)

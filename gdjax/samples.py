@@ -1,0 +1,42 @@
+"""Sample images: conversion to uint8 and PNG grids (Pillow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images) -> np.ndarray:
+  """[-1, 1] floats -> [0, 255] uint8, rounding to the nearest level."""
+  images = np.asarray(images, np.float32)
+  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images, *, columns: int | None = None, padding: int = 2) -> np.ndarray:
+  """Tiles `[N, h, w, c]` uint8 images into one `[H, W, c]` image, row by row."""
+  images = np.asarray(images)
+  n, height, width, channels = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  grid = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), np.uint8)
+  for index, image in enumerate(images):
+    top = padding + (index // columns) * (height + padding)
+    left = padding + (index % columns) * (width + padding)
+    grid[top : top + height, left : left + width] = image
+  return grid
+
+
+def save_image_grid(images, path: str | Path, *, columns: int | None = None, scale: int = 2) -> Path:
+  """Writes uint8 images as one PNG grid, enlarged `scale` times for viewing."""
+  grid = image_grid(images, columns=columns)
+  mode = "L" if grid.shape[-1] == 1 else "RGB"
+  picture = Image.fromarray(grid[..., 0] if mode == "L" else grid, mode=mode)
+  if scale > 1:
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  picture.save(path)
+  return path
