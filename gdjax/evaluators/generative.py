@@ -83,10 +83,34 @@ class GenerativeEvaluator:
       labels.append(np.asarray(sample_labels))
     return (np.concatenate(x)[:num_samples] for x in (features, probabilities, labels))
 
+  def score_images(self, images_uint8, labels=None) -> dict:
+    """The same metrics for images made elsewhere (e.g. a PyTorch reference), uint8 `[N, h, w, c]`."""
+    features, probabilities = [], []
+    for start in range(0, len(images_uint8), self.batch_size):
+      chunk = jnp.asarray(images_uint8[start : start + self.batch_size], jnp.float32) / 127.5 - 1.0
+      f, p = jax.device_get(self._features(chunk))
+      features.append(f)
+      probabilities.append(p)
+    metrics = self.metrics(np.concatenate(features), np.concatenate(probabilities), labels)
+    metrics["weights"] = "external"
+    return metrics
+
   def run(self, state, step: int | None = None) -> dict:
     use_ema = self.config.use_ema
-    reference = self.reference()
     features, probabilities, labels = self.generated(state, self.config.num_samples, use_ema=use_ema)
+    metrics = self.metrics(features, probabilities, labels if self.task.num_classes else None)
+    metrics["weights"] = "ema" if use_ema else "raw"
+    if self.workdir is not None and step is not None and jax.process_index() == 0:
+      grid = self._sample(state, self.grid_noise, self.grid_labels, use_ema=use_ema)
+      columns = self.task.num_classes or None
+      samples.save_image_grid(
+        samples.to_uint8(grid), self.workdir / SAMPLES_DIR / f"step_{step:07d}.png", columns=columns
+      )
+    return metrics
+
+  def metrics(self, features, probabilities, labels=None) -> dict:
+    """FID, KID, precision/recall and classifier score of generated features against the reference."""
+    reference = self.reference()
     stats = gan_metrics.GaussianStats(features.shape[1])
     stats.update(features)
     fid = gan_metrics.frechet_distance(*reference["stats"].mean_and_covariance(), *stats.mean_and_covariance())
@@ -107,7 +131,7 @@ class GenerativeEvaluator:
       "classifier_score": float(score_mean),
       "classifier_score_std": float(score_std),
     }
-    if self.task.num_classes:
+    if labels is not None:
       metrics["intended_class_accuracy"] = float(np.mean(probabilities.argmax(-1) == labels))
     metrics.update(
       self.feature_network.protocol,
@@ -115,12 +139,5 @@ class GenerativeEvaluator:
       num_real=len(reference["features"]),
       num_generated=len(features),
       precision_recall_samples=n_pr,
-      weights="ema" if use_ema else "raw",
     )
-    if self.workdir is not None and step is not None and jax.process_index() == 0:
-      grid = self._sample(state, self.grid_noise, self.grid_labels, use_ema=use_ema)
-      columns = self.task.num_classes or None
-      samples.save_image_grid(
-        samples.to_uint8(grid), self.workdir / SAMPLES_DIR / f"step_{step:07d}.png", columns=columns
-      )
     return metrics

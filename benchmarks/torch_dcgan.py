@@ -1,0 +1,141 @@
+"""A PyTorch reference of gdjax's DCGAN: same architecture, loss, optimizer, batch, steps.
+
+Used by `dcgan_vs_pytorch.py` to check that gdjax's GAN is implemented right,
+and by the speed benchmarks. Matching details:
+- Generator: Linear(100, 7*7*2w, no bias) -> BatchNorm1d -> ReLU -> reshape ->
+  ConvTranspose(2w->w, 4, stride 2) -> BatchNorm2d -> ReLU ->
+  ConvTranspose(w->1, 4, stride 2) -> tanh. Discriminator: Conv(1->w, 4, /2) ->
+  LeakyReLU 0.2 -> Conv(w->2w, 4, /2) -> LeakyReLU 0.2 -> Linear(7*7*2w, 1).
+- Initialisation as Flax's defaults: truncated-normal kernels with variance
+  1/fan_in (LeCun normal), zero biases; batch-norm momentum 0.1 (Flax 0.9).
+- Non-saturating loss, Adam(2e-4, betas=(0.5, 0.999)), batch 64, EMA of the
+  generator (weights and batch-norm buffers) with decay 0.999.
+
+Requires the optional extra: `pip install -e '.[bench]'` (torch==2.13.0).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def lecun_normal_(weight: torch.Tensor, fan_in: int) -> None:
+  # Flax's lecun_normal: truncated normal in [-2, 2] std, rescaled to variance 1/fan_in.
+  std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
+  nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+class Generator(nn.Module):
+  def __init__(self, noise_dim: int = 100, width: int = 64):
+    super().__init__()
+    self.width = width
+    self.dense = nn.Linear(noise_dim, 7 * 7 * 2 * width, bias=False)
+    self.bn0 = nn.BatchNorm1d(7 * 7 * 2 * width, momentum=0.1, eps=1e-5)
+    self.up1 = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False)
+    self.bn1 = nn.BatchNorm2d(width, momentum=0.1, eps=1e-5)
+    self.up2 = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)
+    lecun_normal_(self.dense.weight, noise_dim)
+    lecun_normal_(self.up1.weight, 2 * width * 16)
+    lecun_normal_(self.up2.weight, width * 16)
+    nn.init.zeros_(self.up2.bias)
+
+  def forward(self, noise: torch.Tensor) -> torch.Tensor:
+    x = F.relu(self.bn0(self.dense(noise)))
+    # Flax reshapes [B, 7*7*C] as [B, 7, 7, C] (channels last); do the same, then go NCHW.
+    x = x.view(-1, 7, 7, 2 * self.width).permute(0, 3, 1, 2)
+    x = F.relu(self.bn1(self.up1(x)))
+    return torch.tanh(self.up2(x))
+
+
+class Discriminator(nn.Module):
+  def __init__(self, width: int = 64):
+    super().__init__()
+    self.conv1 = nn.Conv2d(1, width, 4, stride=2, padding=1)
+    self.conv2 = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)
+    self.dense = nn.Linear(7 * 7 * 2 * width, 1)
+    for layer, fan_in in ((self.conv1, 16), (self.conv2, width * 16), (self.dense, 7 * 7 * 2 * width)):
+      lecun_normal_(layer.weight, fan_in)
+      nn.init.zeros_(layer.bias)
+
+  def forward(self, images: torch.Tensor) -> torch.Tensor:
+    x = F.leaky_relu(self.conv1(images), 0.2)
+    x = F.leaky_relu(self.conv2(x), 0.2)
+    # Flatten channels last, as Flax does.
+    return self.dense(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1))[:, 0]
+
+
+class DCGANTrainer:
+  """Holds G, D, their Adam optimizers and the EMA generator; `step(real)` trains once."""
+
+  def __init__(
+    self, *, seed: int = 0, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, ema_decay: float = 0.999
+  ):
+    torch.manual_seed(seed)
+    self.noise_dim, self.ema_decay = noise_dim, ema_decay
+    self.generator, self.discriminator = Generator(noise_dim, width), Discriminator(width)
+    self.ema_generator = copy.deepcopy(self.generator).eval()
+    self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
+    self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+    self.noise_generator = torch.Generator().manual_seed(seed + 1)
+
+  def step(self, real: torch.Tensor) -> dict:
+    batch = real.shape[0]
+    noise = torch.randn(batch, self.noise_dim, generator=self.noise_generator)
+    fake = self.generator(noise)
+
+    self.d_optimizer.zero_grad(set_to_none=True)
+    real_logits = self.discriminator(real)
+    fake_logits = self.discriminator(fake.detach())
+    d_loss = (F.softplus(-real_logits) + F.softplus(fake_logits)).mean()
+    d_loss.backward()
+    self.d_optimizer.step()
+
+    self.g_optimizer.zero_grad(set_to_none=True)
+    g_loss = F.softplus(-self.discriminator(fake)).mean()
+    g_loss.backward()
+    self.g_optimizer.step()
+
+    with torch.no_grad():
+      for ema, current in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
+        ema.mul_(self.ema_decay).add_(current, alpha=1.0 - self.ema_decay)
+      for ema, current in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+        if ema.dtype.is_floating_point:
+          ema.mul_(self.ema_decay).add_(current, alpha=1.0 - self.ema_decay)
+        else:
+          ema.copy_(current)
+    return {"d_loss": float(d_loss), "g_loss": float(g_loss)}
+
+  @torch.no_grad()
+  def sample_uint8(self, num: int, *, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+    """`[num, 28, 28, 1]` uint8 images from the EMA generator in inference mode."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, num, batch_size):
+      noise = torch.randn(min(batch_size, num - start), self.noise_dim, generator=generator)
+      images = self.ema_generator(noise).permute(0, 2, 3, 1).numpy()
+      out.append(np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8))
+    return np.concatenate(out)
+
+
+def train(
+  images_uint8: np.ndarray, *, steps: int, batch_size: int = 64, seed: int = 0, log_every: int = 500
+) -> DCGANTrainer:
+  """Trains on `[N, 28, 28, 1]` uint8 images, reshuffled every epoch, for `steps` steps."""
+  trainer = DCGANTrainer(seed=seed)
+  data = torch.from_numpy(images_uint8.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
+  order_generator = torch.Generator().manual_seed(seed + 2)
+  order, position = torch.randperm(len(data), generator=order_generator), 0
+  for step in range(1, steps + 1):
+    if position + batch_size > len(data):
+      order, position = torch.randperm(len(data), generator=order_generator), 0
+    metrics = trainer.step(data[order[position : position + batch_size]])
+    position += batch_size
+    if log_every and step % log_every == 0:
+      print(f"torch step {step}: d_loss={metrics['d_loss']:.4f} g_loss={metrics['g_loss']:.4f}", flush=True)
+  return trainer
