@@ -4,8 +4,14 @@ Run:
   gdjax train --config configs/linear_svm_fashion_mnist.py --workdir workdirs/linear_svm
   gdjax eval --workdir workdirs/linear_svm
 
-Takes: TBD
-Reaches: TBD
+Model: scores = W x + b on the 784 pixels scaled to [-1, 1]; multiclass hinge
+loss of Crammer & Singer plus 1e-4 * |W|^2 / 2; Adam 1e-3 with cosine decay,
+batch 256, 6,000 steps (28 epochs of 54,000 images). One-vs-rest instead:
+--config.loss=one_vs_rest_hinge.
+
+Takes: about 0.5 minutes on a 2-core CPU (AMD EPYC, 2026-11-22).
+Reaches: 0.850 test accuracy (validation 0.859), measured by
+  .venv/bin/python benchmarks/classifier_accuracy.py --configs linear_svm_fashion_mnist
 """
 
 from gdjax import config_defaults

@@ -11,18 +11,29 @@ import jax.numpy as jnp
 import optax
 
 
-def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, *, label_smoothing: float = 0.0) -> jax.Array:
   """Cross-entropy of integer `labels` under softmax(`logits`).
+
+  With `label_smoothing` = e the target puts 1 - e on the label and spreads e
+  evenly over all classes.
+
+  References:
+    Szegedy et al., "Rethinking the Inception Architecture for Computer
+    Vision", CVPR 2016 (label smoothing).
 
   Args:
     logits: `[batch, num_classes]` unnormalised scores.
     labels: `[batch]` integer class ids.
+    label_smoothing: mass moved from the label to the uniform distribution.
 
   Returns:
-    `[batch]` losses, `-log softmax(logits)[label]`.
+    `[batch]` losses, `-sum_k target_k log softmax(logits)_k`.
   """
   _check_scores_and_labels(logits, labels)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
 
 
 def crammer_singer_hinge(scores: jax.Array, labels: jax.Array, *, margin: float = 1.0) -> jax.Array:

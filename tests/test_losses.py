@@ -26,6 +26,16 @@ class TestSoftmaxCrossEntropy:
     got = losses.softmax_cross_entropy(jnp.zeros((2, 10)), jnp.array([3, 7]))
     np.testing.assert_allclose(got, np.log(10.0) * np.ones(2), rtol=1e-6)
 
+  def test_label_smoothing_matches_numpy(self):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(5, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 5)
+    targets = np.full((5, 4), 0.1 / 4)
+    targets[np.arange(5), labels] += 0.9
+    expected = -(targets * np_log_softmax(logits.astype(np.float64))).sum(-1)
+    got = losses.softmax_cross_entropy(logits, labels, label_smoothing=0.1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
   def test_rejects_mismatched_shapes(self):
     with pytest.raises(ValueError, match="batch"):
       losses.softmax_cross_entropy(jnp.zeros((3, 4)), jnp.zeros((2,), jnp.int32))

@@ -123,7 +123,22 @@ def train_batches(
   if start_step:
     ds = ds.skip(start_step)
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  return iter(tfds.as_numpy(ds))
+  return iter(tfds.as_numpy(ds.with_options(_pipeline_options(dataset_config))))
+
+
+def _pipeline_options(dataset_config) -> tf.data.Options:
+  """Keeps tf.data's threads from competing with the train step for the host's cores.
+
+  With `threads` > 0, tf.data gets its own pool of that size and runs each op
+  single-threaded; 0 leaves TensorFlow's defaults (a thread per core).
+  """
+  options = tf.data.Options()
+  options.deterministic = True
+  threads = dataset_config.get("threads", 0)
+  if threads:
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+  return options
 
 
 def eval_batches(builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int) -> Iterator[dict]:

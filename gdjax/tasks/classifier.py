@@ -8,6 +8,7 @@ dropout masks and augmentations as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -17,6 +18,7 @@ import ml_collections
 import optax
 
 from gdjax import augmentations, losses, models, optimizers
+from gdjax.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -40,6 +42,10 @@ class ClassifierTask:
     self.config = config
     self.model = models.build_model(config.model)
     self.loss_fn = losses.get_classification_loss(config.loss)
+    if config.get("label_smoothing", 0.0):
+      if config.loss != "cross_entropy":
+        raise ConfigError("label_smoothing applies to the cross_entropy loss only; set it to 0 for hinge losses.")
+      self.loss_fn = functools.partial(self.loss_fn, label_smoothing=config.label_smoothing)
     self.l2_regularization = config.get("l2_regularization", 0.0)
     self.optimizer, self.schedule = optimizers.build_optimizer(config.optimizer, config.schedule, config.total_steps)
     augment_config = config.get("augment") or ml_collections.ConfigDict()
