@@ -90,7 +90,7 @@ def main() -> None:
       ("train_minutes", "train minutes"),
     ],
   )
-  print("wrote", write_results("classifier_accuracy", rows))
+  print("wrote", write_results("classifier_accuracy", rows, merge_key="config"))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ def main() -> None:
   )
   short = [r for r in rows if r["pipeline_headroom"] < 5]
   print("pipeline >= 5x step consumption:", "yes" if not short else f"NO for {[r['config'] for r in short]}")
-  print("wrote", write_results("classifier_throughput", rows, steps=args.steps, repeats=args.repeats))
+  print(
+    "wrote", write_results("classifier_throughput", rows, merge_key="config", steps=args.steps, repeats=args.repeats)
+  )
 
 
 if __name__ == "__main__":

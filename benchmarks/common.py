@@ -49,11 +49,17 @@ def timed(fn):
   return result, time.perf_counter() - start
 
 
-def write_results(name: str, rows: list[dict], **extra) -> Path:
+def write_results(name: str, rows: list[dict], *, merge_key: str | None = None, **extra) -> Path:
+  """Writes `benchmarks/results/<name>.json`; with `merge_key`, rows of earlier runs with other keys stay."""
   out_dir = REPO / "benchmarks" / "results"
   out_dir.mkdir(exist_ok=True)
   path = out_dir / f"{name}.json"
-  payload = {"date": date.today().isoformat(), "machine": machine_description(), "rows": rows, **extra}
+  stamp = {"date": date.today().isoformat(), "machine": machine_description()}
+  rows = [{**row, **stamp} for row in rows]
+  if merge_key and path.exists():
+    fresh = {row[merge_key] for row in rows}
+    rows = [row for row in json.loads(path.read_text())["rows"] if row[merge_key] not in fresh] + rows
+  payload = {**stamp, "rows": rows, **extra}
   path.write_text(json.dumps(payload, indent=2) + "\n")
   return path
 

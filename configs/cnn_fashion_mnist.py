@@ -4,8 +4,14 @@ Run:
   gdjax train --config configs/cnn_fashion_mnist.py --workdir workdirs/cnn
   gdjax eval --workdir workdirs/cnn
 
-Takes: about TBD minutes on a 2-core CPU.
-Reaches: TBD test accuracy.
+Takes: about 14.6 minutes on a 2-core CPU (AMD EPYC, 2026-11-22): 7,500 steps
+at about 9 steps/s. That is close to the 15-minute budget; on a busier machine
+it can run over.
+Reaches: 0.933 test accuracy (validation 0.939), measured by
+  .venv/bin/python benchmarks/classifier_accuracy.py --configs cnn_fashion_mnist
+
+Its weights also serve as gdjax's feature network for FID/KID
+(gdjax/assets/fashion_mnist_cnn.*).
 """
 
 from gdjax import config_defaults
@@ -14,12 +20,12 @@ from gdjax import config_defaults
 def get_config():
   config = config_defaults.classifier_config()
   # Two stages of two 3x3 conv-BN-ReLU blocks (16, then 32 channels), 2x2 max-pool
-  # after each, a 256-unit dense layer, dropout 0.2: 0.43M parameters.
+  # after each, a 256-unit dense layer, dropout 0.2: 0.42M parameters.
   config.model = dict(name="cnn", stage_widths=(16, 32), convs_per_stage=2, dense_width=256, dropout_rate=0.2)
   # Random horizontal flips; random shifts were tried and cost accuracy at this
   # training length (validation 0.928 vs 0.937).
   config.augment.flip = True
-  config.total_steps = 6000  # About 14 epochs of the 54,000 training images at batch 128.
-  config.eval_every_steps = 1000
-  config.checkpoint.every_steps = 1000
+  config.total_steps = 7500  # About 18 epochs of the 54,000 training images at batch 128.
+  config.eval_every_steps = 1500
+  config.checkpoint.every_steps = 1500
   return config
