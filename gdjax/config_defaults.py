@@ -19,6 +19,9 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
       # best checkpoint and every tuning choice are made on them, never on `test`.
       train_split="train[:54000]",
       eval_split="train[54000:]",
+      # Hold the training split in host memory and shuffle it with NumPy;
+      # False streams it through tf.data (shuffle_buffer_size, cache).
+      in_memory=True,
       shuffle_buffer_size=54_000,
       cache=True,
       # tf.data's own thread pool; 0 means TensorFlow's default (one per core).

@@ -80,8 +80,7 @@ class TrainedModel:
     for start in range(0, len(images), batch_size):
       chunk = images[start : start + batch_size]
       padded = data.pad_batch({"image": chunk}, batch_size)
-      scaled = padded["image"].astype(np.float32) / 127.5 - 1.0
-      result = predict_step(self.state, jax.device_put(scaled, self.batch_sharding))
+      result = predict_step(self.state, jax.device_put(padded["image"], self.batch_sharding))
       outputs.append({k: np.asarray(v)[: len(chunk)] for k, v in result.items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 

@@ -97,16 +97,24 @@ class TestTrainBatches:
     batches = data.train_batches(builder, config, global_batch_size=32, **kwargs)
     return [next(batches) for _ in range(n)]
 
-  def test_scaled_to_unit_range_and_typed(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
-    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+  @pytest.mark.parametrize("in_memory", [True, False])
+  def test_uint8_images_from_the_split_and_int32_labels(
+    self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory
+  ):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory=in_memory)
     (batch,) = self.take(builder, config, 1, seed=0)
-    assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.float32
-    assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
-    assert batch["image"].max() > 0.7  # The bright band (230) maps to 230/127.5 - 1 = 0.80.
+    assert batch["image"].shape == (32, 28, 28, 1) and batch["image"].dtype == np.uint8
     assert batch["label"].dtype == np.int32
+    images, labels = fashion_mnist_local.load_split_arrays(fake_fashion_mnist_dir, "train")
+    by_content = {image.tobytes(): label for image, label in zip(images, labels)}
+    for image, label in zip(batch["image"], batch["label"]):
+      assert by_content[image[..., 0].tobytes()] == label  # A training example, with its own label.
 
-  def test_same_seed_same_order_other_seed_other_order(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
-    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+  @pytest.mark.parametrize("in_memory", [True, False])
+  def test_same_seed_same_order_other_seed_other_order(
+    self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory
+  ):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory=in_memory)
     a = self.take(builder, config, 9, seed=3)
     b = self.take(builder, config, 9, seed=3)
     c = self.take(builder, config, 9, seed=4)
@@ -115,8 +123,9 @@ class TestTrainBatches:
       np.testing.assert_array_equal(x["image"], y["image"])
     assert any(not np.array_equal(x["label"], z["label"]) for x, z in zip(a, c))
 
-  def test_resume_skips_to_the_same_batches(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
-    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+  @pytest.mark.parametrize("in_memory", [True, False])
+  def test_resume_skips_to_the_same_batches(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory=in_memory)
     full = self.take(builder, config, 12, seed=5)
     resumed = self.take(builder, config, 4, seed=5, start_step=8)  # Crosses an epoch boundary (200/32).
     for x, y in zip(full[8:], resumed):

@@ -6,6 +6,14 @@ from PIL import Image
 from gdjax import samples
 
 
+def test_to_float_maps_uint8_to_symmetric_range_and_leaves_floats():
+  pixels = np.array([0, 127, 255], np.uint8)
+  np.testing.assert_allclose(samples.to_float(pixels), [-1.0, 127 / 127.5 - 1, 1.0], atol=1e-6)
+  floats = np.array([0.25], np.float32)
+  assert samples.to_float(floats) is floats
+  np.testing.assert_array_equal(samples.to_uint8(samples.to_float(np.arange(256, dtype=np.uint8))), np.arange(256))
+
+
 def test_to_uint8_maps_the_range_and_rounds():
   x = np.array([-1.0, -0.99, 0.0, 1.0, 1.5, -2.0])
   np.testing.assert_array_equal(samples.to_uint8(x), [0, 1, 128, 255, 255, 0])

@@ -50,7 +50,7 @@ class GenerativeEvaluator:
     data.num_examples(builder, evaluation_config.reference_split)
 
   def _features(self, images):
-    return self.feature_network.features_and_probabilities(quantize(images))
+    return self.feature_network.features_and_probabilities(quantize(samples.to_float(images)))
 
   def reference(self) -> dict:
     """Features of the real reference split, computed once."""
@@ -87,8 +87,7 @@ class GenerativeEvaluator:
     """The same metrics for images made elsewhere (e.g. a PyTorch reference), uint8 `[N, h, w, c]`."""
     features, probabilities = [], []
     for start in range(0, len(images_uint8), self.batch_size):
-      chunk = jnp.asarray(images_uint8[start : start + self.batch_size], jnp.float32) / 127.5 - 1.0
-      f, p = jax.device_get(self._features(chunk))
+      f, p = jax.device_get(self._features(jnp.asarray(images_uint8[start : start + self.batch_size])))
       features.append(f)
       probabilities.append(p)
     metrics = self.metrics(np.concatenate(features), np.concatenate(probabilities), labels)

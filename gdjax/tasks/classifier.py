@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gdjax import augmentations, losses, models, optimizers
+from gdjax import augmentations, losses, models, optimizers, samples
 from gdjax.errors import ConfigError
 
 
@@ -69,7 +69,7 @@ class ClassifierTask:
   def train_step(self, state: ClassifierState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
     augment_rng, dropout_rng = jax.random.split(step_rng)
-    images = batch["image"]
+    images = samples.to_float(batch["image"])
     if self.flip or self.max_shift:
       images = augmentations.augment(augment_rng, images, flip=self.flip, max_shift=self.max_shift)
 
@@ -103,6 +103,7 @@ class ClassifierTask:
 
   def scores(self, state: ClassifierState, images: jax.Array) -> jax.Array:
     """Class scores (logits or SVM decision values) in inference mode."""
+    images = samples.to_float(images)
     return self.model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
 
   def eval_step(self, state: ClassifierState, batch: dict) -> dict:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gdjax import gan_losses, losses, models, optimizers
+from gdjax import gan_losses, losses, models, optimizers, samples
 from gdjax.errors import ConfigError
 
 
@@ -168,7 +168,8 @@ class GANTask:
   def train_step(self, state: GANState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
     n, b = self.n_critic, self.batch_size
-    real_all = batch["image"].reshape(b, n, *batch["image"].shape[1:])
+    images = samples.to_float(batch["image"])
+    real_all = images.reshape(b, n, *images.shape[1:])
     real_labels_all = batch["label"].reshape(b, n)
     l2 = self.config.get("l2_weight_decay", 0.0)
 
