@@ -7,7 +7,10 @@ WORKDIR ?= workdirs/cnn_fashion_mnist
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test lint format data install clean
+GAN_CONFIG ?= configs/dcgan_fashion_mnist.py
+GAN_WORKDIR ?= workdirs/dcgan_fashion_mnist
+
+.PHONY: run gan test lint format data install clean
 
 $(BIN)/gdjax: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +37,12 @@ run: install data
 	$(BIN)/gdjax train --config $(CONFIG) --workdir $(WORKDIR)
 	$(BIN)/gdjax eval --workdir $(WORKDIR)
 	@echo "Results: $(WORKDIR)/eval_test.json, $(WORKDIR)/metrics.jsonl, TensorBoard logs in $(WORKDIR)/tensorboard"
+
+# Trains the default DCGAN; sample grids land in $(GAN_WORKDIR)/samples, FID etc. in metrics.jsonl.
+gan: install data
+	$(BIN)/gdjax train --config $(GAN_CONFIG) --workdir $(GAN_WORKDIR)
+	$(BIN)/gdjax eval --workdir $(GAN_WORKDIR)
+	@echo "Sample grids: $(GAN_WORKDIR)/samples/; FID, KID, precision/recall: $(GAN_WORKDIR)/eval_test.json"
 
 lint: install
 	$(BIN)/ruff check gdjax tests benchmarks configs
