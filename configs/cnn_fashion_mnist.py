@@ -4,10 +4,9 @@ Run:
   gdjax train --config configs/cnn_fashion_mnist.py --workdir workdirs/cnn
   gdjax eval --workdir workdirs/cnn
 
-Takes: about 14.6 minutes on a 2-core CPU (AMD EPYC, 2026-11-22): 7,500 steps
-at about 9 steps/s. That is close to the 15-minute budget; on a busier machine
-it can run over.
-Reaches: 0.933 test accuracy (validation 0.939), measured by
+Takes: about 15.4 minutes on a 2-core CPU (AMD EPYC, 2026-11-22): 7,500 steps
+at about 8-9 steps/s. (The target was 15 minutes; an earlier run took 14.6.)
+Reaches: 0.9297 test accuracy (validation 0.939), measured by
   .venv/bin/python benchmarks/classifier_accuracy.py --configs cnn_fashion_mnist
 
 Its weights also serve as gdjax's feature network for FID/KID
