@@ -109,7 +109,7 @@ class DCGANTrainer:
           ema.mul_(self.ema_decay).add_(current, alpha=1.0 - self.ema_decay)
         else:
           ema.copy_(current)
-    return {"d_loss": float(d_loss), "g_loss": float(g_loss)}
+    return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
 
   @torch.no_grad()
   def sample_uint8(self, num: int, *, seed: int = 0, batch_size: int = 500) -> np.ndarray:
