@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/cnn_fashion_mnist.py
 WORKDIR ?= workdirs/cnn_fashion_mnist
-FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+FASHION_MNIST_DIR ?= $(or $(GDJAX_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 GAN_CONFIG ?= configs/dcgan_fashion_mnist.py
