@@ -23,6 +23,11 @@ def load_config(name: str):
   return module.get_config()
 
 
+def config_names(task: str) -> list[str]:
+  """The configs in `configs/` whose `task` is `task`, so a new config file is picked up by itself."""
+  return sorted(p.stem for p in (REPO / "configs").glob("*.py") if load_config(p.stem).task == task)
+
+
 def machine_description() -> str:
   import os
 

@@ -24,20 +24,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from common import REPO, load_config, print_table, write_results  # noqa: E402
+from common import REPO, config_names, load_config, print_table, write_results  # noqa: E402
 
 from gdjax import data, parallel, tasks  # noqa: E402
 from gdjax.data import fashion_mnist_local  # noqa: E402
 from gdjax.evaluators.generative import GenerativeEvaluator  # noqa: E402
 
-GAN_CONFIGS = (
-  "mlp_gan_fashion_mnist",
-  "dcgan_fashion_mnist",
-  "lsgan_fashion_mnist",
-  "wgan_gp_fashion_mnist",
-  "hinge_sn_fashion_mnist",
-  "cdcgan_fashion_mnist",
-)
 METRICS = ("fid", "kid", "precision", "recall", "classifier_score", "intended_class_accuracy")
 
 
@@ -67,7 +59,7 @@ def train_and_read(config_name: str, seed: int, workdir: Path) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--configs", nargs="*", default=list(GAN_CONFIGS))
+  parser.add_argument("--configs", nargs="*", default=config_names("gan"))
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--workdir_root", default=str(REPO / "workdirs" / "gan_quality"))
   parser.add_argument("--skip_floor", action="store_true")

@@ -20,6 +20,21 @@ tf.config.set_visible_devices([], "GPU")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def configs_for_task(task: str) -> list[str]:
+  """Names of the files in `configs/` whose config has this `task`: new configs get tested by themselves."""
+  import importlib.util
+  from pathlib import Path
+
+  names = []
+  for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py")):
+    spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module.get_config().task == task:
+      names.append(path.stem)
+  return names
+
+
 def write_idx(path, array: np.ndarray) -> None:
   """Writes `array` (uint8) as a gzipped IDX file: the format Fashion-MNIST ships in."""
   header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)

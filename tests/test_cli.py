@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import configs_for_task
 
 from gdjax import cli
 from gdjax.data import fashion_mnist_local
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ["cnn_fashion_mnist", "mlp_fashion_mnist", "linear_svm_fashion_mnist"]
+CONFIGS = configs_for_task("classifier")
 
 
 def small_run_flags(local_dir, data_dir, total_steps=6, **extra):

@@ -8,19 +8,13 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import configs_for_task
 
 from gdjax import cli, config_defaults, parallel, tasks
 from gdjax.models import DCGANDiscriminator
 
 REPO = Path(__file__).resolve().parents[1]
-GAN_CONFIGS = [
-  "mlp_gan_fashion_mnist",
-  "dcgan_fashion_mnist",
-  "lsgan_fashion_mnist",
-  "wgan_gp_fashion_mnist",
-  "hinge_sn_fashion_mnist",
-  "cdcgan_fashion_mnist",
-]
+GAN_CONFIGS = configs_for_task("gan")
 
 
 def small_gan_flags(local_dir, data_dir, feature_network_dir, total_steps=2, **extra):
