@@ -16,6 +16,7 @@ The test split is used only here: configs are tuned on the validation split
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -71,9 +72,11 @@ def main() -> None:
     out = scratch / f"{name}_labels.npy"
     run([GDJAX, "predict", "--workdir", str(workdir), "--images", str(scratch / "test_images.npy"), "--out", str(out)])
     accuracy = float(np.mean(np.load(out) == labels))
+    evals = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     rows.append(
       {
         "config": name,
+        "validation_accuracy": evals[-1]["accuracy"],
         "test_accuracy": accuracy,
         "target": TARGETS.get(name),
         "meets_target": accuracy >= TARGETS.get(name, 0.0),
@@ -84,6 +87,7 @@ def main() -> None:
     rows,
     [
       ("config", "config"),
+      ("validation_accuracy", "validation accuracy"),
       ("test_accuracy", "test accuracy"),
       ("target", "target"),
       ("meets_target", "met"),

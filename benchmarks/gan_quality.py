@@ -8,6 +8,7 @@ the same metrics for the real test images against the real training set.
 
 Run (each config takes 5-15 minutes per seed on a 2-core CPU):
   .venv/bin/python benchmarks/gan_quality.py --seeds 0 1 2 [--configs dcgan_fashion_mnist ...]
+  .venv/bin/python benchmarks/gan_quality.py --configs   # the real-data floor only (about a minute)
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main() -> None:
       if values:
         row[metric] = f"{np.mean(values):.4g} ± {np.std(values):.2g}"
     rows.append(row)
+  floor = {}
   if not args.skip_floor:
     floor = real_data_floor()
     rows.append({"config": "real test vs real train (floor)", **{m: f"{floor[m]:.4g}" for m in METRICS if m in floor}})
@@ -90,9 +92,9 @@ def main() -> None:
   ]
   columns += [("train_minutes", "train min")]
   print_table(rows, columns)
-  protocol = {
-    k: runs[0][k] for k in ("feature_network_sha256", "reference_split", "num_real", "num_generated", "weights")
-  }
+  source = runs[0] if runs else floor
+  protocol = {k: source.get(k) for k in ("feature_network_sha256", "reference_split", "num_real", "num_generated")}
+  protocol["weights"] = source.get("weights")
   print("protocol:", protocol)
   print("wrote", write_results("gan_quality", rows, runs=runs, protocol=protocol))
 

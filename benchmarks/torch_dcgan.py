@@ -9,7 +9,8 @@ and by the speed benchmarks. Matching details:
 - Initialisation as Flax's defaults: truncated-normal kernels with variance
   1/fan_in (LeCun normal), zero biases; batch-norm momentum 0.1 (Flax 0.9).
 - Non-saturating loss, Adam(2e-4, betas=(0.5, 0.999)), batch 64, EMA of the
-  generator (weights and batch-norm buffers) with decay 0.999.
+  generator (weights and batch-norm buffers) with decay 0.999 and the same
+  warm-up as gdjax: min(0.999, (1 + t) / (10 + t)) at update t.
 
 Requires the optional extra: `pip install -e '.[bench]'` (torch==2.13.0).
 """
@@ -74,19 +75,27 @@ class DCGANTrainer:
   """Holds G, D, their Adam optimizers and the EMA generator; `step(real)` trains once."""
 
   def __init__(
-    self, *, seed: int = 0, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, ema_decay: float = 0.999
+    self,
+    *,
+    seed: int = 0,
+    noise_dim: int = 100,
+    width: int = 64,
+    lr: float = 2e-4,
+    ema_decay: float = 0.999,
+    device: str = "cpu",
   ):
     torch.manual_seed(seed)
-    self.noise_dim, self.ema_decay = noise_dim, ema_decay
-    self.generator, self.discriminator = Generator(noise_dim, width), Discriminator(width)
+    self.noise_dim, self.ema_decay, self.device = noise_dim, ema_decay, device
+    self.generator, self.discriminator = Generator(noise_dim, width).to(device), Discriminator(width).to(device)
     self.ema_generator = copy.deepcopy(self.generator).eval()
     self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
     self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
-    self.noise_generator = torch.Generator().manual_seed(seed + 1)
+    self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    self.updates = 0  # For the EMA warm-up, as gdjax's `ema_warmup`.
 
   def step(self, real: torch.Tensor) -> dict:
     batch = real.shape[0]
-    noise = torch.randn(batch, self.noise_dim, generator=self.noise_generator)
+    noise = torch.randn(batch, self.noise_dim, generator=self.noise_generator, device=self.device)
     fake = self.generator(noise)
 
     self.d_optimizer.zero_grad(set_to_none=True)
@@ -101,15 +110,18 @@ class DCGANTrainer:
     g_loss.backward()
     self.g_optimizer.step()
 
+    decay = min(self.ema_decay, (1.0 + self.updates) / (10.0 + self.updates))
+    self.updates += 1
     with torch.no_grad():
       for ema, current in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
-        ema.mul_(self.ema_decay).add_(current, alpha=1.0 - self.ema_decay)
+        ema.mul_(decay).add_(current, alpha=1.0 - decay)
       for ema, current in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
         if ema.dtype.is_floating_point:
-          ema.mul_(self.ema_decay).add_(current, alpha=1.0 - self.ema_decay)
+          ema.mul_(decay).add_(current, alpha=1.0 - decay)
         else:
           ema.copy_(current)
-    return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+    # Tensors, not floats: reading them back is a host sync, left to the caller's log steps.
+    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 
   @torch.no_grad()
   def sample_uint8(self, num: int, *, seed: int = 0, batch_size: int = 500) -> np.ndarray:
@@ -117,8 +129,8 @@ class DCGANTrainer:
     generator = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, num, batch_size):
-      noise = torch.randn(min(batch_size, num - start), self.noise_dim, generator=generator)
-      images = self.ema_generator(noise).permute(0, 2, 3, 1).numpy()
+      noise = torch.randn(min(batch_size, num - start), self.noise_dim, generator=generator).to(self.device)
+      images = self.ema_generator(noise).permute(0, 2, 3, 1).cpu().numpy()
       out.append(np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8))
     return np.concatenate(out)
 
@@ -137,5 +149,6 @@ def train(
     metrics = trainer.step(data[order[position : position + batch_size]])
     position += batch_size
     if log_every and step % log_every == 0:
-      print(f"torch step {step}: d_loss={metrics['d_loss']:.4f} g_loss={metrics['g_loss']:.4f}", flush=True)
+      d_loss, g_loss = metrics["d_loss"].item(), metrics["g_loss"].item()
+      print(f"torch step {step}: d_loss={d_loss:.4f} g_loss={g_loss:.4f}", flush=True)
   return trainer

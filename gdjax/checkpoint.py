@@ -3,27 +3,49 @@
 Layout of a workdir:
   config.json          the full config of the run (written once, checked on resume)
   checkpoints/<step>/  Orbax items `state` (the pytree) and `config` (JSON)
+  gdjax.lock           held (flock) by the `gdjax train` using the workdir; says which process
+  checkpoints_unreadable/<step>/  checkpoints that failed to restore, moved aside
 
 The manager keeps the last `keep_last` checkpoints and, if asked, the best one
 by an eval metric as well. Saving is asynchronous: `save` returns as soon as
-the arrays are copied off the device, and the loop keeps stepping.
+the arrays are copied off the device, and the loop keeps stepping. Resuming
+falls back to the newest checkpoint that restores, so a save cut short by a
+crash or a damaged file costs the steps since the previous one and no more.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import logging
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from gdjax.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+UNREADABLE_DIR = "checkpoints_unreadable"
+LOCK_FILE = "gdjax.lock"
+
+
+class WorkdirInUseError(CheckpointError):
+  """Another live `gdjax train` holds the workdir's lock."""
+
+
 # The parts of a config that decide the state's structure; a checkpoint only
 # fits a config that agrees with it on these.
 STRUCTURAL_FIELDS = ("task", "model")
@@ -82,6 +104,73 @@ def save(
   )
 
 
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Any:
+  """Restores the newest checkpoint that restores, falling back past unreadable ones.
+
+  A checkpoint that fails (a truncated or corrupt file) gets a warning naming
+  its step and the error. Once an older one restores, the failed ones are
+  moved to `checkpoints_unreadable/` beside `checkpoints/`, so the run can
+  save those steps again and nothing is deleted. If none restores, nothing
+  is moved and the newest one's error is raised: a config that does not fit
+  the checkpoints must not cost the user their checkpoints.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return restore(manager, abstract_state)  # Raises "Train first".
+  failed, newest_error = [], None
+  for step in steps:
+    try:
+      state = restore(manager, abstract_state, step=step)
+    except CheckpointError as e:
+      failed.append(step)
+      newest_error = newest_error or e
+      if step != steps[-1]:
+        log.warning(
+          "The checkpoint at step %d in %s could not be restored (%s); falling back to an earlier one.",
+          step,
+          manager.directory,
+          _one_line(e.__cause__),
+        )
+      continue
+    if failed:
+      _move_aside(manager, failed)
+      log.warning(
+        "Resumed from step %d instead of step %d; the unreadable checkpoint(s) were moved to %s.",
+        step,
+        failed[0],
+        Path(manager.directory).parent / UNREADABLE_DIR,
+      )
+    return state
+  if len(failed) == 1:
+    raise newest_error
+  raise CheckpointError(
+    f"None of the checkpoints in {manager.directory} (steps {', '.join(map(str, failed))}) could be restored; "
+    f"the newest failed with {_one_line(newest_error.__cause__)}. Use the config that wrote them, or a fresh "
+    "--workdir. Nothing was changed."
+  ) from newest_error.__cause__
+
+
+def _one_line(error: BaseException | None, limit: int = 300) -> str:
+  text = " ".join(f"{type(error).__name__}: {error}".split())
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves checkpoint directories out of the manager's sight (process 0; the others wait)."""
+  if jax.process_index() == 0:
+    directory = Path(manager.directory)
+    target = directory.parent / UNREADABLE_DIR
+    target.mkdir(exist_ok=True)
+    for step in steps:
+      destination = target / str(step)
+      if destination.exists():
+        destination = target / f"{step}.{int(time.time())}"
+      os.replace(directory / str(step), destination)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("gdjax: unreadable checkpoints moved aside")
+  manager.reload()
+
+
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | None = None) -> Any:
   """Restores the state at `step` (default: latest) onto `abstract_state`'s shardings."""
   step = manager.latest_step() if step is None else step
@@ -95,7 +184,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | 
   except Exception as e:  # Orbax raises many types for a tree that does not fit.
     raise CheckpointError(
       f"The checkpoint at step {step} in {manager.directory} does not fit this "
-      f"model ({type(e).__name__}: {str(e)[:300]}). Use the config that wrote "
+      f"model ({_one_line(e)}). Use the config that wrote "
       "it, or a fresh --workdir."
     ) from e
   return restored["state"]
@@ -129,7 +218,13 @@ def read_workdir_config(workdir: str | Path) -> ml_collections.ConfigDict:
 
 
 def check_or_write_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
-  """Writes `config.json`, or checks that an existing one describes the same model.
+  """Checks that an existing `config.json` describes the same model, then writes it."""
+  check_workdir_config(workdir, config)
+  write_workdir_config(workdir, config)
+
+
+def check_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir whose `config.json` describes another model; reads only.
 
   A workdir whose checkpoints came from another model is refused before
   anything in it is touched, so a mistyped --workdir loses nothing.
@@ -147,6 +242,51 @@ def check_or_write_workdir_config(workdir: str | Path, config: ml_collections.Co
           "--workdir for this config, or the config that the workdir was "
           "trained with to resume it. Nothing in the workdir was changed."
         )
+
+
+def write_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+  """Writes `config.json` (process 0), atomically: other processes may be reading it."""
   if jax.process_index() == 0:
+    path = Path(workdir) / CONFIG_FILE
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    partial = path.with_name(f".{CONFIG_FILE}.{os.getpid()}")
+    partial.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str | Path):
+  """Holds the workdir's lock file for the duration, so that two runs never train in one workdir.
+
+  The lock is an `flock` on `gdjax.lock`, which the OS drops when the holder
+  dies however it dies (SIGKILL included), so a crashed run never leaves a
+  stale lock behind. The file also says which process holds it. Only
+  process 0 of a multi-process run takes it. On a filesystem without locks
+  the run goes ahead with a warning.
+  """
+  if jax.process_index() != 0:
+    yield
+    return
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  path = Path(workdir) / LOCK_FILE
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "an unknown process"
+      raise WorkdirInUseError(
+        f"{workdir} is in use by another `gdjax train` that is still running ({holder}). Wait for it to "
+        "finish, stop it (SIGTERM saves a checkpoint and exits), or pass another --workdir."
+      ) from None
+    except OSError as e:
+      if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+        raise
+      log.warning("%s does not support file locks (%s); not guarding the workdir against a second run.", workdir, e)
+    os.ftruncate(fd, 0)
+    os.pwrite(
+      fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0
+    )
+    yield
+  finally:
+    os.close(fd)  # Releases the lock; the file stays, so a waiting run never locks a deleted inode.

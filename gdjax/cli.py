@@ -1,12 +1,20 @@
 """The `gdjax` command: thin sub-commands over the library.
 
   gdjax train   --config configs/cnn_fashion_mnist.py --workdir W [--config.FIELD=VALUE ...]
+                [--coordinator_address HOST:PORT --num_processes N --process_id I]
   gdjax eval    --workdir W [--split test]
   gdjax predict --workdir W --images X.npy --out P.npy [--probs Q.npy]
   gdjax sample  --workdir W --num N --out S.npy [--labels 0,1,2] [--raw_weights]
 
 Input errors (a bad config field, a missing dataset, a wrong array, a workdir
-of another model) print one message that says how to fix them, and exit 2.
+of another model or in use by another run) print one message that says how to
+fix them, and exit 2. SIGTERM during `gdjax train` saves a checkpoint and
+exits 0; the same command resumes.
+
+A multi-process `gdjax train` (several hosts, or several processes on one)
+joins JAX's distributed runtime first: on a Cloud TPU VM by itself, elsewhere
+from --coordinator_address, --num_processes and --process_id (or
+$GDJAX_COORDINATOR_ADDRESS, $GDJAX_NUM_PROCESSES, $GDJAX_PROCESS_ID).
 """
 
 from __future__ import annotations
@@ -32,6 +40,19 @@ def _define_train_flags(fv: flags.FlagValues, argv: list[str]) -> None:
     sys_argv=argv,  # Override flags (--config.x.y=...) are found in these args.
   )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.", flag_values=fv)
+  flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs: host:port of process 0 (default $GDJAX_COORDINATOR_ADDRESS). "
+    "Not needed on Cloud TPU VMs, where JAX finds the workers itself.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: how many processes (default $GDJAX_NUM_PROCESSES).", flag_values=fv
+  )
+  flags.DEFINE_integer(
+    "process_id", None, "Multi-process runs: this process's id, 0..N-1 (default $GDJAX_PROCESS_ID).", flag_values=fv
+  )
 
 
 def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -57,10 +78,22 @@ def _define_predict_flags(fv: flags.FlagValues, argv: list[str]) -> None:
 
 
 def _train(fv: flags.FlagValues) -> None:
-  from gdjax import loop
+  import jax
+
+  from gdjax import loop, parallel
 
   _require(fv, "config", "workdir")
-  metrics = loop.train_and_evaluate(fv.config, fv.workdir)
+  # Before anything touches a device: a multi-process run must first join the others.
+  parallel.initialize_distributed(fv.coordinator_address, fv.num_processes, fv.process_id)
+  main_process = jax.process_index() == 0
+  try:
+    metrics = loop.train_and_evaluate(fv.config, fv.workdir)
+  except loop.TrainingPreempted as e:
+    if main_process:
+      print(f"gdjax train: {e}; re-run the same command to resume.", flush=True)
+    return
+  if not main_process:
+    return
   if metrics:
     split = fv.config.dataset.eval_split
     print(

@@ -31,6 +31,18 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
   )
 
 
+def add_training_options(config: ml_collections.ConfigDict) -> None:
+  """How the loop runs the step, the same for every task."""
+  # "jit": one program over the device mesh, XLA inserts the gradient
+  # all-reduce. "pmap": the task's step per device under jax.pmap, with
+  # gradients, batch statistics and metrics averaged by lax.pmean.
+  config.parallelism = "jit"
+  # False: a NaN or Inf in the loss, gradient norms or new state stops the run,
+  # naming the step and metric; the last good checkpoint is kept. True: such a
+  # step's update is discarded on the device and counted in `skipped_steps`.
+  config.skip_nonfinite_steps = False
+
+
 def classifier_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "classifier"
@@ -49,6 +61,7 @@ def classifier_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.eval_every_steps = 500
   config.checkpoint = ml_collections.ConfigDict(dict(every_steps=500, keep_last=3, keep_best=True))
+  add_training_options(config)
   config.progress_bar = True
   # Written by the loop from the dataset: the image shape the model was built for.
   config.input_shape = ()
@@ -79,6 +92,8 @@ def gan_config() -> ml_collections.ConfigDict:
   config.l2_weight_decay = 0.0
   config.n_critic = 1
   config.ema_decay = 0.999
+  # Decay min(ema_decay, (1 + t) / (10 + t)) at update t, so early EMAs are not mostly init.
+  config.ema_warmup = True
   config.batch_size = 64
   config.eval_batch_size = 500
   config.total_steps = 3000
@@ -88,6 +103,7 @@ def gan_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.eval_every_steps = 1000
   config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep_last=3, keep_best=True))
+  add_training_options(config)
   config.evaluation = ml_collections.ConfigDict(
     dict(
       feature_network="fashion_mnist_cnn",

@@ -95,3 +95,29 @@ def feature_network_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("feature_network")
   write_random_feature_network(directory)
   return directory
+
+
+# --- `gdjax` in a child process, for what only a separate process can show:
+# signals, a second run beside a live one, other device counts, several processes.
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def gdjax_env(devices: int = 4, **extra) -> dict:
+  """The environment of a child `gdjax`: `devices` fake CPU devices, quiet TensorFlow."""
+  env = dict(os.environ)
+  env.update(
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    JAX_PLATFORMS="cpu",
+    TF_CPP_MIN_LOG_LEVEL="3",
+    **extra,
+  )
+  return env
+
+
+def gdjax_command(command: str, config_name: str, workdir, *flags) -> list[str]:
+  """`python -m gdjax <command> --config configs/<config_name>.py --workdir <workdir> <flags>`."""
+  import sys
+
+  config = str(REPO / "configs" / f"{config_name}.py")
+  return [sys.executable, "-m", "gdjax", command, "--config", config, "--workdir", str(workdir), *flags]

@@ -60,6 +60,50 @@ def test_saved_on_four_devices_restores_on_one(tmp_path):
   manager.close()
 
 
+def test_saved_on_one_device_restores_on_four(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  mesh1 = parallel.make_data_mesh(jax.devices()[:1])
+  manager = checkpoint.open_manager(tmp_path)
+  checkpoint.save(manager, jax.device_put(state_at(5), parallel.replicated_sharding(mesh1)), config, step=5)
+  manager.wait_until_finished()
+  mesh4 = parallel.make_data_mesh(jax.devices()[:4])
+  shapes = jax.eval_shape(lambda: state_at(0))
+  restored = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, parallel.replicated_sharding(mesh4)))
+  np.testing.assert_array_equal(restored["w"], np.full((8, 3), 5.0))
+  assert restored["w"].sharding.device_set == set(jax.devices()[:4])
+  manager.close()
+
+
+def test_unreadable_newest_checkpoint_falls_back_and_is_moved_aside(tmp_path, caplog):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  manager = checkpoint.open_manager(tmp_path)
+  for step in (1, 2, 3):
+    checkpoint.save(manager, state_at(step), config, step=step)
+  manager.wait_until_finished()
+  for path in (tmp_path / "checkpoints" / "3" / "state").rglob("*"):
+    if path.is_file() and path.stat().st_size > 100:
+      path.write_bytes(b"")  # Truncated to nothing.
+  shapes = jax.eval_shape(lambda: state_at(0))
+  restored = checkpoint.restore_latest(manager, shapes)
+  assert int(restored["step"]) == 2
+  assert "The checkpoint at step 3 " in caplog.text and "Resumed from step 2 instead of step 3" in caplog.text
+  assert sorted(manager.all_steps()) == [1, 2] and (tmp_path / "checkpoints_unreadable" / "3").is_dir()
+  manager.close()
+
+
+def test_checkpoints_that_do_not_fit_are_all_left_in_place(tmp_path):
+  config = ml_collections.ConfigDict({"task": "classifier"})
+  manager = checkpoint.open_manager(tmp_path)
+  for step in (1, 2):
+    checkpoint.save(manager, state_at(step), config, step=step)
+  manager.wait_until_finished()
+  other = {"step": jax.ShapeDtypeStruct((), jnp.int32), "v": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  with pytest.raises(CheckpointError, match=r"None of the checkpoints .* \(steps 2, 1\) could be restored"):
+    checkpoint.restore_latest(manager, other)
+  assert sorted(manager.all_steps()) == [1, 2] and not (tmp_path / "checkpoints_unreadable").exists()
+  manager.close()
+
+
 def test_checkpoint_of_another_shape_is_explained(tmp_path):
   config = ml_collections.ConfigDict({"task": "classifier"})
   manager = checkpoint.open_manager(tmp_path)

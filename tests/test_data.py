@@ -131,6 +131,23 @@ class TestTrainBatches:
     for x, y in zip(full[8:], resumed):
       np.testing.assert_array_equal(x["image"], y["image"])
 
+  def test_in_memory_batches_do_not_depend_on_the_number_of_processes(
+    self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, monkeypatch
+  ):
+    import jax
+
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, in_memory=True)
+    single = self.take(builder, config, 9, seed=2, start_step=0)  # Crosses an epoch boundary (200/32).
+    parts = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    for index in (0, 1):
+      monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+      parts.append(self.take(builder, config, 9, seed=2))
+    for whole, first, second in zip(single, *parts):
+      assert len(first["label"]) == len(second["label"]) == 16
+      for key in ("image", "label"):  # Process 0 feeds the first half of each global batch, process 1 the rest.
+        np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), whole[key])
+
   def test_each_epoch_covers_the_split_once(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
     config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, train_split="train[:64]")
     first_epoch = self.take(builder, config, 2, seed=0)

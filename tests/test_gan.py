@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -12,6 +13,7 @@ from conftest import configs_for_task
 
 from gdjax import cli, config_defaults, parallel, tasks
 from gdjax.models import DCGANDiscriminator
+from gdjax.tasks import gan
 
 REPO = Path(__file__).resolve().parents[1]
 GAN_CONFIGS = configs_for_task("gan")
@@ -109,11 +111,19 @@ def test_n_critic_discriminator_updates_per_generator_update():
   assert int(d_count) == 6 and int(g_count) == 2
 
 
-def test_ema_follows_the_generator():
-  task = gan_task(ema_decay=0.9)
+@pytest.mark.parametrize("warmup,first_decay", [(False, 0.9), (True, 0.1)])  # With warm-up: min(0.9, 1 / 10).
+def test_ema_follows_the_generator(warmup, first_decay):
+  task = gan_task(ema_decay=0.9, ema_warmup=warmup)
   initial, state, _ = run_gan_steps(task, 1)
-  expected = jax.tree.map(lambda e, g: 0.9 * e + 0.1 * g, initial.ema_generator, state.generator)
+  expected = jax.tree.map(lambda e, g: first_decay * e + (1 - first_decay) * g, initial.ema_generator, state.generator)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state.ema_generator, expected)
+
+
+def test_ema_warmup_decay_schedule():
+  steps = jnp.arange(0, 3000, 7)
+  expected = np.minimum(0.999, (1.0 + np.arange(0, 3000, 7)) / (10.0 + np.arange(0, 3000, 7)))
+  np.testing.assert_allclose(gan.ema_decay(0.999, steps, warmup=True), expected, rtol=1e-6)
+  np.testing.assert_allclose(gan.ema_decay(0.999, steps[:3], warmup=False), [0.999] * 3)
 
 
 def test_one_and_four_devices_agree_for_a_gan():

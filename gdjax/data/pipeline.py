@@ -1,7 +1,11 @@
 """TFDS input pipelines: any TFDS image dataset by name, split per JAX process.
 
-Each process reads its own slice of a split (`tfds.split_for_jax_process`),
-shuffles it with a seed and batches it to `global_batch_size / process_count`.
+Each process makes batches of `global_batch_size / process_count` examples.
+In memory (the default, for datasets that fit in host memory) every process
+holds the whole split and takes its own rows of each global batch, so the
+global batches, and hence training, do not depend on the number of
+processes. Streamed through tf.data, each process reads its own slice of the
+split (`tfds.split_for_jax_process`) and shuffles it with the seed.
 Images stay uint8 until the jitted step scales them to [-1, 1]
 (`gdjax.samples.to_float`), so the host and the host-to-device link move a
 quarter of the bytes. `gdjax.parallel` then assembles the per-process
@@ -120,7 +124,7 @@ def train_batches(
   split = dataset_config.train_split
   num_examples(builder, split)  # Fails early, with a clear message, on a bad split.
   if dataset_config.get("in_memory", True):
-    return _in_memory_batches(builder, split, local_batch_size, seed, start_step)
+    return _in_memory_batches(builder, split, global_batch_size, seed, start_step)
   ds = _read_process_split(builder, split, shuffle_files=True, seed=seed)
   if dataset_config.get("cache", True):
     ds = ds.cache()
@@ -134,9 +138,12 @@ def train_batches(
   return iter(tfds.as_numpy(ds.with_options(_pipeline_options(dataset_config))))
 
 
-def load_split(builder: tfds.core.DatasetBuilder, split: str) -> dict:
-  """This process's part of `split` as uint8 images and int32 labels, in TFDS order."""
-  ds = _read_process_split(builder, split, shuffle_files=False, seed=0)
+def load_split(builder: tfds.core.DatasetBuilder, split: str, *, whole: bool = False) -> dict:
+  """This process's part of `split` (with `whole`, all of it) as uint8 images and int32 labels, in TFDS order."""
+  if whole:
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+  else:
+    ds = _read_process_split(builder, split, shuffle_files=False, seed=0)
   arrays = {"image": [], "label": []}
   for chunk in tfds.as_numpy(ds.batch(10_000)):
     arrays["image"].append(chunk["image"])
@@ -144,19 +151,26 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str) -> dict:
   return {k: np.concatenate(v) for k, v in arrays.items()}
 
 
-def _in_memory_batches(builder, split, batch_size, seed, start_step) -> Iterator[dict]:
-  arrays = load_split(builder, split)
-  steps_per_epoch = len(arrays["label"]) // batch_size
+def _in_memory_batches(builder, split, global_batch_size, seed, start_step) -> Iterator[dict]:
+  """Global batches drawn from a seeded permutation of the whole split; this process gets its rows of each."""
+  arrays = load_split(builder, split, whole=True)
+  steps_per_epoch = len(arrays["label"]) // global_batch_size
   if steps_per_epoch == 0:
     raise ConfigError(
-      f"Split {split!r} has {len(arrays['label'])} examples on this process, fewer than one "
-      f"batch ({batch_size}). Lower --config.batch_size or use a larger split."
+      f"Split {split!r} has {len(arrays['label'])} examples, fewer than one "
+      f"batch ({global_batch_size}). Lower --config.batch_size or use a larger split."
     )
+  # Process p feeds the p-th block of the batch's rows: its devices' part of
+  # the `data` axis (`parallel.make_data_mesh` orders devices by process).
+  local_batch_size = _local_batch_size(global_batch_size)
+  rows = slice(jax.process_index() * local_batch_size, (jax.process_index() + 1) * local_batch_size)
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
     order = np.random.default_rng([seed, epoch]).permutation(len(arrays["label"]))
     for step in range(offset, steps_per_epoch):
-      indices = np.sort(order[step * batch_size : (step + 1) * batch_size])  # Sorted: faster gathers.
+      indices = np.sort(order[step * global_batch_size : (step + 1) * global_batch_size])[
+        rows
+      ]  # Sorted: faster gathers.
       yield {"image": arrays["image"][indices], "label": arrays["label"][indices]}
     epoch, offset = epoch + 1, 0
 

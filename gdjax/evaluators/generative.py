@@ -53,16 +53,16 @@ class GenerativeEvaluator:
     return self.feature_network.features_and_probabilities(quantize(samples.to_float(images)))
 
   def reference(self) -> dict:
-    """Features of the real reference split, computed once."""
+    """Features of the whole real reference split (on every process: each scores all samples), computed once."""
     if self._reference is None:
       features, probabilities = [], []
-      for batch in data.eval_batches(
-        self.builder, self.config.reference_split, global_batch_size=self.batch_size * jax.process_count()
-      ):
-        f, p = jax.device_get(self._features(jnp.asarray(batch["image"])))
-        keep = batch["mask"] > 0
-        features.append(f[keep])
-        probabilities.append(p[keep])
+      images = data.load_split(self.builder, self.config.reference_split, whole=True)["image"]
+      for start in range(0, len(images), self.batch_size):
+        chunk = images[start : start + self.batch_size]
+        padded = data.pad_batch({"image": chunk}, self.batch_size)["image"]  # One shape, one compilation.
+        f, p = jax.device_get(self._features(jnp.asarray(padded)))
+        features.append(f[: len(chunk)])
+        probabilities.append(p[: len(chunk)])
       features = np.concatenate(features)
       stats = gan_metrics.GaussianStats(features.shape[1])
       stats.update(features)

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gdjax.models import layers
+
 
 class LinearClassifier(nn.Module):
   """`scores = W x + b` on the flattened pixels.
@@ -79,7 +81,7 @@ class CNNClassifier(nn.Module):
         if self.use_batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     features = nn.relu(nn.Dense(self.dense_width)(x))

@@ -11,12 +11,15 @@ label embedding to the noise, and the discriminator adds the projection term
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from gdjax.models.layers import ConvTranspose
 
 # Both map to [-1, 1], the range of the real images: "sigmoid" is the
 # original GAN paper's output unit, rescaled as 2 * sigmoid(x) - 1.
@@ -99,6 +102,9 @@ class DCGANGenerator(nn.Module):
   use_batch_norm: bool = True
   output_channels: int = 1
   num_classes: int = 0
+  # How the two transposed convolutions are computed; the parameters and the
+  # outputs are the same either way (see gdjax/models/layers.py).
+  conv_transpose: str = "auto"
 
   @nn.compact
   def __call__(self, noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
@@ -110,9 +116,9 @@ class DCGANGenerator(nn.Module):
       x = jnp.concatenate([x, LabelEmbedding(self.num_classes, noise.shape[-1])(labels)], axis=-1)
     x = nn.relu(normalize(nn.Dense(7 * 7 * 2 * self.width, use_bias=not self.use_batch_norm)(x)))
     x = x.reshape(x.shape[0], 7, 7, 2 * self.width)
-    x = nn.ConvTranspose(self.width, (4, 4), strides=(2, 2), padding="SAME", use_bias=not self.use_batch_norm)(x)
-    x = nn.relu(normalize(x))
-    x = nn.ConvTranspose(self.output_channels, (4, 4), strides=(2, 2), padding="SAME")(x)
+    upsample = functools.partial(ConvTranspose, kernel_size=(4, 4), strides=(2, 2), implementation=self.conv_transpose)
+    x = nn.relu(normalize(upsample(self.width, use_bias=not self.use_batch_norm)(x)))
+    x = upsample(self.output_channels)(x)
     return jnp.tanh(x)
 
 

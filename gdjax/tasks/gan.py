@@ -14,6 +14,7 @@ device keeps using the rows it already holds and nothing moves between devices.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -127,25 +128,30 @@ class GANTask:
 
   # --- The step.
 
-  def discriminator_update(self, discriminator, opt_state, generator, real, real_labels, rng):
-    """One critic update on `real` and freshly generated images.
+  def discriminator_update(self, discriminator, opt_state, real, real_labels, fake, fake_labels, rng):
+    """One critic update on `real` and the generated `fake` images.
 
-    Returns the new discriminator variables and optimizer state, the noise
-    and labels the fakes came from, and the metrics of this update.
+    Returns the new discriminator variables and optimizer state and the
+    metrics of this update.
     """
-    noise_rng, penalty_rng = jax.random.split(rng)
-    noise, fake_labels = self.sample_noise(noise_rng, real.shape[0])
-    fake = jax.lax.stop_gradient(self.generate(generator, noise, fake_labels, train=True)[0])
     l2 = self.config.get("l2_weight_decay", 0.0)
 
     def objective(d_params):
       variables = {"params": d_params, "batch_stats": discriminator["batch_stats"]}
-      real_scores, batch_stats = self.score(variables, real, real_labels, train=True)
-      fake_scores, batch_stats = self.score(
-        {"params": d_params, "batch_stats": batch_stats}, fake, fake_labels, train=True
-      )
+      if discriminator["batch_stats"]:
+        # Stateful D (spectral norm's power iteration): real, then fake, each advancing the state.
+        real_scores, batch_stats = self.score(variables, real, real_labels, train=True)
+        fake_scores, batch_stats = self.score(
+          {"params": d_params, "batch_stats": batch_stats}, fake, fake_labels, train=True
+        )
+      else:
+        # Stateless D: one pass over real and fake together, the same scores as two passes.
+        scores, batch_stats = self.score(
+          variables, jnp.concatenate([real, fake]), jnp.concatenate([real_labels, fake_labels]), train=True
+        )
+        real_scores, fake_scores = jnp.split(scores, 2)
       adversarial = jnp.mean(self.adversarial_loss.discriminator(real_scores, fake_scores))
-      penalty = self._penalty(variables, real, fake, real_labels, fake_labels, penalty_rng)
+      penalty = self._penalty(variables, real, fake, real_labels, fake_labels, rng)
       total = adversarial + self.config.penalty.weight * penalty
       if l2:
         total = total + l2 * losses.l2_penalty(d_params)
@@ -163,7 +169,7 @@ class GANTask:
       "d_fake": d_fake,
       "d_grad_norm": optax.global_norm(grads),
     }
-    return discriminator, opt_state, (noise, fake_labels), metrics
+    return discriminator, opt_state, metrics
 
   def train_step(self, state: GANState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
@@ -172,36 +178,43 @@ class GANTask:
     real_all = images.reshape(b, n, *images.shape[1:])
     real_labels_all = batch["label"].reshape(b, n)
     l2 = self.config.get("l2_weight_decay", 0.0)
+    generator = state.generator
+
+    def generator_forward(g_params, noise, labels):
+      return self.generate({"params": g_params, "batch_stats": generator["batch_stats"]}, noise, labels, train=True)
 
     discriminator, d_opt_state = state.discriminator, state.discriminator_opt_state
     for critic_step in range(n):  # Unrolled: n_critic is small and static.
-      discriminator, d_opt_state, (noise, fake_labels), d_metrics = self.discriminator_update(
+      noise_rng, penalty_rng = jax.random.split(jax.random.fold_in(step_rng, critic_step))
+      noise, fake_labels = self.sample_noise(noise_rng, b)
+      if critic_step < n - 1:
+        fake, _ = generator_forward(generator["params"], noise, fake_labels)
+      else:
+        # The last critic step's fakes also drive the generator update (against
+        # the updated discriminator), so G runs forward once and keeps its VJP.
+        forward = functools.partial(generator_forward, noise=noise, labels=fake_labels)
+        fake, generator_vjp, g_batch_stats = jax.vjp(forward, generator["params"], has_aux=True)
+      discriminator, d_opt_state, d_metrics = self.discriminator_update(
         discriminator,
         d_opt_state,
-        state.generator,
         real_all[:, critic_step],
         real_labels_all[:, critic_step],
-        jax.random.fold_in(step_rng, critic_step),
+        jax.lax.stop_gradient(fake),
+        fake_labels,
+        penalty_rng,
       )
 
-    # Generator update against the updated discriminator, on the last critic step's noise.
-    def generator_objective(g_params):
-      fake, g_batch_stats = self.generate(
-        {"params": g_params, "batch_stats": state.generator["batch_stats"]}, noise, fake_labels, train=True
-      )
+    def generator_adversarial_loss(fake):
       scores, _ = self.score(discriminator, fake, fake_labels, train=False)
-      loss = jnp.mean(self.adversarial_loss.generator(scores))
-      total = loss + (l2 * losses.l2_penalty(g_params) if l2 else 0.0)
-      return total, (g_batch_stats, loss)
+      return jnp.mean(self.adversarial_loss.generator(scores))
 
-    (_, (g_batch_stats, g_loss)), g_grads = jax.value_and_grad(generator_objective, has_aux=True)(
-      state.generator["params"]
-    )
-    updates, g_opt_state = self.generator_optimizer.update(
-      g_grads, state.generator_opt_state, state.generator["params"]
-    )
-    generator = {"params": optax.apply_updates(state.generator["params"], updates), "batch_stats": g_batch_stats}
-    decay = self.config.ema_decay
+    g_loss, fake_grads = jax.value_and_grad(generator_adversarial_loss)(fake)
+    (g_grads,) = generator_vjp(fake_grads)
+    if l2:
+      g_grads = jax.tree.map(lambda g, r: g + l2 * r, g_grads, jax.grad(losses.l2_penalty)(generator["params"]))
+    updates, g_opt_state = self.generator_optimizer.update(g_grads, state.generator_opt_state, generator["params"])
+    generator = {"params": optax.apply_updates(generator["params"], updates), "batch_stats": g_batch_stats}
+    decay = ema_decay(self.config.ema_decay, state.step, warmup=self.config.get("ema_warmup", True))
     ema_generator = jax.tree.map(lambda e, g: decay * e + (1.0 - decay) * g, state.ema_generator, generator)
 
     metrics = {
@@ -229,3 +242,17 @@ class GANTask:
 
   def predict_step(self, state, images):
     raise ConfigError("This workdir holds a GAN; use `gdjax sample`, not `gdjax predict`.")
+
+
+def ema_decay(decay: float, step: jax.Array, *, warmup: bool) -> jax.Array:
+  """The EMA decay for the update after `step` earlier ones.
+
+  With `warmup`, min(decay, (1 + step) / (10 + step)), as TensorFlow's
+  `ExponentialMovingAverage(num_updates=step)`: early averages then follow
+  the generator instead of keeping most of the random initialisation
+  (0.999 ** 1000 is still 37 %).
+  """
+  if not warmup:
+    return jnp.asarray(decay, jnp.float32)
+  step = step.astype(jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))

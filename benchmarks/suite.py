@@ -1,0 +1,277 @@
+"""gdjax's train steps against PyTorch references of the same models, side by side.
+
+For each benchmark model (the DCGAN, the CNN classifier and the MLP GAN, each
+at batch 64 and 256) it builds gdjax's jitted train step from the config in
+`configs/` and the PyTorch reference of the same architecture, loss,
+optimizer and batch (`torch_dcgan.py`, `torch_reference.py`). After a warm-up
+of both, it times windows of steps alternately (gdjax, PyTorch, gdjax, ...)
+on fixed random batches already on the device, and reports per model:
+
+- steps/s and examples/s of each side (medians over `--repeats` windows) and
+  the median of the per-pair ratios gdjax / PyTorch;
+- gdjax's compile time;
+- MFU: model FLOPs per step, counted from the convolutions and matmuls of
+  gdjax's forward and backward pass (`gdjax.flops`), times steps/s, divided by
+  the fp32 matmul peak measured in the same run (the faster of jnp.dot and
+  torch.mm on 2048x2048 matrices);
+- gdjax's peak step memory (XLA's buffer assignment for the compiled step:
+  arguments + outputs + temporaries - donated aliases); PyTorch's on CUDA only
+  (`torch.cuda.max_memory_allocated`);
+- the input pipeline's examples/s on its own (Fashion-MNIST through
+  `gdjax.data.train_batches`), against the fastest step's consumption.
+
+Run:
+  pip install -e '.[bench]'
+  .venv/bin/python benchmarks/suite.py [--models dcgan cnn mlp_gan] [--batch_sizes 64 256] [--repeats 5]
+  .venv/bin/python benchmarks/suite.py --device gpu  # PyTorch on CUDA; jax must see the GPU
+
+Nothing about the reference is slowed down: it runs eagerly on tensors on its
+device, with `set_to_none` gradients and no host syncs inside the timed
+windows except the one that ends each window on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch_dcgan  # noqa: E402
+import torch_reference  # noqa: E402
+from common import load_config, print_table, write_results  # noqa: E402
+
+from gdjax import data, flops, parallel, tasks  # noqa: E402
+
+MODELS = {
+  # name: (config file, PyTorch trainer factory, whether the torch step takes float images in [-1, 1])
+  "dcgan": ("dcgan_fashion_mnist", lambda device: torch_dcgan.DCGANTrainer(device=device), True),
+  "cnn": ("cnn_fashion_mnist", lambda device: torch_reference.CNNTrainer(device=device), False),
+  "mlp_gan": ("mlp_gan_fashion_mnist", lambda device: torch_reference.MLPGANTrainer(device=device), False),
+}
+
+
+def matmul_peak_flops(torch_device: str, size: int = 2048, repeats: int = 10) -> dict:
+  """Best fp32 matmul FLOP/s of jnp.dot and torch.mm on this machine."""
+  a = jnp.ones((size, size), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  jax_seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    jax_seconds.append(time.perf_counter() - start)
+  t = torch.ones(size, size, device=torch_device)
+  torch.mm(t, t)
+  torch_seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    torch.mm(t, t)
+    _sync(torch_device)
+    torch_seconds.append(time.perf_counter() - start)
+  flop = 2.0 * size**3
+  result = {"jax": flop / min(jax_seconds), "torch": flop / min(torch_seconds)}
+  result["peak"] = max(result.values())
+  return result
+
+
+def _sync(torch_device: str) -> None:
+  if torch_device.startswith("cuda"):
+    torch.cuda.synchronize()
+
+
+class GdjaxStep:
+  def __init__(self, config_name: str, batch_size: int, random: np.random.Generator):
+    config = load_config(config_name)
+    config.batch_size = batch_size
+    self.task = tasks.build_task(config)
+    mesh = parallel.make_data_mesh()
+    init_state = functools.partial(self.task.init_state, image_shape=(28, 28, 1))
+    self.rng = jax.random.key(0)
+    shapes = jax.eval_shape(init_state, self.rng)
+    self.state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(self.rng)
+    examples = self.task.examples_per_step
+    self.batch = jax.device_put(
+      {
+        "image": random.integers(0, 256, (examples, 28, 28, 1), dtype=np.uint8),
+        "label": random.integers(0, 10, examples).astype(np.int32),
+      },
+      parallel.batch_sharding(mesh),
+    )
+    step = parallel.jit_train_step(self.task.train_step, shapes, mesh)
+    start = time.perf_counter()
+    self.compiled = step.lower(self.state, self.batch, self.rng).compile()
+    self.compile_s = time.perf_counter() - start
+    self.flops_per_step = flops.matmul_and_conv_flops(self.task.train_step, self.state, self.batch, self.rng)
+    memory = self.compiled.memory_analysis()
+    self.peak_bytes = None
+    if memory is not None:
+      self.peak_bytes = (
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+      )
+
+  def run(self, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      self.state, metrics = self.compiled(self.state, self.batch, self.rng)
+    jax.block_until_ready((self.state, metrics))
+    return time.perf_counter() - start
+
+
+class TorchStep:
+  def __init__(self, factory, float_images: bool, examples: int, device: str, random: np.random.Generator):
+    self.trainer, self.device = factory(device), device
+    images = torch.from_numpy(random.integers(0, 256, (examples, 1, 28, 28), dtype=np.uint8)).to(device)
+    if float_images:
+      self.batch = images.float() / 127.5 - 1.0
+    else:
+      self.batch = {"image": images, "label": torch.from_numpy(random.integers(0, 10, examples)).to(device)}
+    if device.startswith("cuda"):
+      torch.cuda.reset_peak_memory_stats()
+
+  def run(self, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      self.trainer.step(self.batch)
+    _sync(self.device)
+    return time.perf_counter() - start
+
+  def peak_bytes(self):
+    return torch.cuda.max_memory_allocated() if self.device.startswith("cuda") else None
+
+
+def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | None:
+  """Fashion-MNIST batches out of gdjax's input pipeline alone; None without the dataset."""
+  config = load_config("cnn_fashion_mnist")
+  try:
+    builder = data.get_builder(config.dataset)
+  except Exception as e:  # No local copy and no network: report, don't fail the suite.
+    print(f"input pipeline not measured: {e}")
+    return None
+  batches = data.train_batches(builder, config.dataset, global_batch_size=batch_size, seed=0)
+  for _ in range(10):
+    next(batches)
+  count, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    next(batches)
+    count += batch_size
+  return count / (time.perf_counter() - start)
+
+
+def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_device: str, peak: float) -> dict:
+  config_name, factory, float_images = MODELS[model]
+  random = np.random.default_rng(0)
+  ours = GdjaxStep(config_name, batch_size, random)
+  theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random)
+  # Warm-up, and the window length that takes about `window_s` seconds.
+  ours.run(3)
+  theirs.run(3)
+  rates = {"gdjax": 3 / ours.run(3), "pytorch": 3 / theirs.run(3)}
+  steps = {name: max(3, int(rate * window_s)) for name, rate in rates.items()}
+  gdjax_rates, torch_rates = [], []
+  for _ in range(repeats):
+    gdjax_rates.append(steps["gdjax"] / ours.run(steps["gdjax"]))
+    torch_rates.append(steps["pytorch"] / theirs.run(steps["pytorch"]))
+  ratios = [g / t for g, t in zip(gdjax_rates, torch_rates, strict=True)]
+  gdjax_steps_per_s = statistics.median(gdjax_rates)
+  return {
+    "model": model,
+    "batch_size": batch_size,
+    "key": f"{model}@{batch_size}",
+    "gdjax_steps_per_s": gdjax_steps_per_s,
+    "pytorch_steps_per_s": statistics.median(torch_rates),
+    "gdjax_examples_per_s": gdjax_steps_per_s * batch_size,
+    "pytorch_examples_per_s": statistics.median(torch_rates) * batch_size,
+    "ratio": statistics.median(ratios),
+    "ratio_min": min(ratios),
+    "ratio_max": max(ratios),
+    "compile_s": ours.compile_s,
+    "gflops_per_step": ours.flops_per_step / 1e9,
+    "mfu": ours.flops_per_step * gdjax_steps_per_s / peak,
+    "pytorch_mfu": ours.flops_per_step * statistics.median(torch_rates) / peak,
+    "gdjax_peak_mib": ours.peak_bytes / 2**20 if ours.peak_bytes is not None else None,
+    "pytorch_peak_mib": theirs.peak_bytes() / 2**20 if theirs.peak_bytes() is not None else None,
+    "repeats": repeats,
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+  parser.add_argument("--batch_sizes", type=int, nargs="+", default=[64, 256])
+  parser.add_argument("--repeats", type=int, default=5, help="alternating timed windows per side")
+  parser.add_argument("--window_s", type=float, default=2.0, help="about how long each timed window runs")
+  parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+  args = parser.parse_args()
+
+  torch_device = "cuda" if args.device == "gpu" else "cpu"
+  if args.device == "gpu" and (jax.default_backend() != "gpu" or not torch.cuda.is_available()):
+    raise SystemExit(
+      f"--device gpu needs jax and torch to see a GPU (jax backend: {jax.default_backend()}, "
+      f"torch.cuda.is_available(): {torch.cuda.is_available()})."
+    )
+  if args.device == "cpu":
+    torch.set_num_threads(os.cpu_count() or 1)
+  peak = matmul_peak_flops(torch_device)
+  print(
+    f"fp32 matmul peak: {peak['peak'] / 1e9:.1f} GFLOP/s "
+    f"(jnp.dot {peak['jax'] / 1e9:.1f}, torch.mm {peak['torch'] / 1e9:.1f})"
+  )
+  rows = []
+  for model in args.models:
+    for batch_size in args.batch_sizes:
+      row = measure(model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"])
+      print(
+        f"{row['key']}: gdjax {row['gdjax_steps_per_s']:.2f} steps/s, "
+        f"pytorch {row['pytorch_steps_per_s']:.2f} steps/s, ratio {row['ratio']:.2f}",
+        flush=True,
+      )
+      rows.append(row)
+  pipeline = pipeline_examples_per_s(max(args.batch_sizes))
+  fastest = max(rows, key=lambda r: r["gdjax_examples_per_s"])
+  print_table(
+    rows,
+    [
+      ("key", "model@batch"),
+      ("gdjax_steps_per_s", "gdjax steps/s"),
+      ("pytorch_steps_per_s", "pytorch steps/s"),
+      ("ratio", "ratio (median)"),
+      ("gdjax_examples_per_s", "gdjax examples/s"),
+      ("compile_s", "compile s"),
+      ("gflops_per_step", "GFLOP/step"),
+      ("mfu", "gdjax MFU"),
+      ("pytorch_mfu", "pytorch MFU"),
+      ("gdjax_peak_mib", "gdjax peak MiB"),
+      ("pytorch_peak_mib", "pytorch peak MiB"),
+    ],
+  )
+  if pipeline is not None:
+    print(
+      f"input pipeline alone: {pipeline:.0f} examples/s = {pipeline / fastest['gdjax_examples_per_s']:.1f}x "
+      f"the fastest step's consumption ({fastest['key']}: {fastest['gdjax_examples_per_s']:.0f} examples/s)"
+    )
+  path = write_results(
+    f"suite_{args.device}",
+    rows,
+    merge_key="key",
+    matmul_peak_flops=peak,
+    pipeline_examples_per_s=pipeline,
+    torch_version=torch.__version__,
+  )
+  print("wrote", path)
+
+
+if __name__ == "__main__":
+  main()
