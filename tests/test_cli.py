@@ -167,3 +167,22 @@ class TestBadInput:
     assert train("mlp_fashion_mnist", tmp_path / "work", *flags) == 2
     assert "dataset-fashion-mnist" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
+
+
+def test_train_and_eval_steps_are_traced_once(tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir, monkeypatch):
+  """Python runs inside a step function only while JAX traces it: no recompiles across steps or evals."""
+  from gdjax.tasks import classifier
+
+  traces = {"train_step": 0, "eval_step": 0}
+  for name in traces:
+    original = getattr(classifier.ClassifierTask, name)
+
+    def counting(self, *args, _original=original, _name=name):
+      traces[_name] += 1
+      return _original(self, *args)
+
+    monkeypatch.setattr(classifier.ClassifierTask, name, counting)
+  flags = small_run_flags(fake_fashion_mnist_dir, fake_tfds_data_dir, total_steps=9)
+  assert train("mlp_fashion_mnist", tmp_path, *flags) == 0
+  assert len([r for r in read_metrics(tmp_path) if r["split"] == "eval"]) == 3
+  assert traces == {"train_step": 1, "eval_step": 1}
