@@ -10,6 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import gzip  # noqa: E402
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -121,3 +123,12 @@ def gdjax_command(command: str, config_name: str, workdir, *flags) -> list[str]:
 
   config = str(REPO / "configs" / f"{config_name}.py")
   return [sys.executable, "-m", "gdjax", command, "--config", config, "--workdir", str(workdir), *flags]
+
+
+def tree_digest(directory):
+  """SHA-256 over every file's relative path and bytes under `directory`."""
+  digest = hashlib.sha256()
+  for path in sorted(Path(directory).rglob("*")):
+    if path.is_file():
+      digest.update(str(path.relative_to(directory)).encode() + path.read_bytes())
+  return digest.hexdigest()

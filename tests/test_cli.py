@@ -4,14 +4,13 @@ Runs on a tiny Fashion-MNIST look-alike written as IDX files (see conftest),
 so it exercises the real local builder and TFDS pipeline without the network.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import configs_for_task
+from conftest import configs_for_task, tree_digest
 
 from gdjax import cli
 from gdjax.data import fashion_mnist_local
@@ -47,14 +46,6 @@ def train(config_name, workdir, *overrides):
 
 def read_metrics(workdir):
   return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-
-
-def tree_digest(directory):
-  digest = hashlib.sha256()
-  for path in sorted(Path(directory).rglob("*")):
-    if path.is_file():
-      digest.update(str(path.relative_to(directory)).encode() + path.read_bytes())
-  return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")

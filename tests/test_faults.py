@@ -6,7 +6,6 @@ as a child process; the rest runs in-process through `cli.main`.
 """
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, gdjax_command, gdjax_env
+from conftest import REPO, gdjax_command, gdjax_env, tree_digest
 
 from gdjax import checkpoint, cli, parallel, tasks
 from gdjax.tasks.classifier import ClassifierTask
@@ -99,14 +98,6 @@ def restore_step(workdir, step):
   state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, replicated), step=step)
   manager.close()
   return jax.device_get(state)
-
-
-def tree_digest(directory):
-  digest = hashlib.sha256()
-  for path in sorted(Path(directory).rglob("*")):
-    if path.is_file():
-      digest.update(str(path.relative_to(directory)).encode() + path.read_bytes())
-  return digest.hexdigest()
 
 
 def assert_finite(tree):
