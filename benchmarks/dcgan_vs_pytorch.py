@@ -7,6 +7,10 @@ draws 10,000 uint8 samples from its EMA generator, and gdjax's evaluator
 scores both sets the same way against the test split. The check: gdjax's
 mean FID over the seeds is within 10 % of the reference's, or better.
 
+Finished runs are reused: a gdjax workdir that already holds the run's final
+step is sampled again rather than retrained, and PyTorch's samples are cached
+next to it, so an interrupted comparison resumes where it stopped.
+
 Run (about 15 minutes per seed on a 2-core CPU):
   pip install -e '.[bench]'
   .venv/bin/python benchmarks/dcgan_vs_pytorch.py --steps 3000 --seeds 0 1 2
@@ -15,6 +19,7 @@ Run (about 15 minutes per seed on a 2-core CPU):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import gan_quality  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch_dcgan  # noqa: E402
@@ -37,22 +43,36 @@ CONFIG = "dcgan_fashion_mnist"
 NUM_SAMPLES = 10_000
 
 
-def train_gdjax(seed: int, steps: int, workdir: Path) -> tuple[np.ndarray, float]:
-  start = time.perf_counter()
-  gdjax = str(Path(sys.executable).with_name("gdjax"))
-  config_path = str(REPO / "configs" / f"{CONFIG}.py")
-  overrides = [f"--config.seed={seed}", f"--config.total_steps={steps}", "--config.progress_bar=False"]
-  overrides += [f"--config.eval_every_steps={steps}", f"--config.checkpoint.every_steps={steps}"]
-  subprocess.run([gdjax, "train", "--config", config_path, "--workdir", str(workdir), *overrides], check=True)
-  seconds = time.perf_counter() - start
+def train_gdjax(seed: int, steps: int, workdir: Path) -> tuple[np.ndarray, float | None]:
+  """Trains gdjax's DCGAN (unless `workdir` holds the finished run) and samples its EMA generator."""
+  timing_file = workdir / "benchmark_timing.json"
+  if gan_quality.final_eval(workdir, steps) is None:
+    start = time.perf_counter()
+    gdjax = str(Path(sys.executable).with_name("gdjax"))
+    config_path = str(REPO / "configs" / f"{CONFIG}.py")
+    overrides = [f"--config.seed={seed}", f"--config.total_steps={steps}", "--config.progress_bar=False"]
+    overrides += [f"--config.eval_every_steps={steps}", f"--config.checkpoint.every_steps={steps}"]
+    subprocess.run([gdjax, "train", "--config", config_path, "--workdir", str(workdir), *overrides], check=True)
+    timing_file.write_text(json.dumps({"train_s": time.perf_counter() - start}))
+  else:
+    print(f"gdjax seed {seed}: reusing the finished run in {workdir}", flush=True)
+  seconds = json.loads(timing_file.read_text())["train_s"] if timing_file.exists() else None
   return inference.TrainedModel(workdir).sample(NUM_SAMPLES, seed=12345), seconds
 
 
-def train_torch(seed: int, steps: int, train_images: np.ndarray) -> tuple[np.ndarray, float]:
+def train_torch(seed: int, steps: int, train_images: np.ndarray, cache: Path) -> tuple[np.ndarray, float]:
+  """Trains the PyTorch reference (unless `cache` holds its samples) and samples its EMA generator."""
+  if cache.exists():
+    print(f"pytorch seed {seed}: reusing the samples in {cache}", flush=True)
+    with np.load(cache) as saved:
+      return saved["samples"], float(saved["train_s"])
   start = time.perf_counter()
   trainer = torch_dcgan.train(train_images, steps=steps, seed=seed)
   seconds = time.perf_counter() - start
-  return trainer.sample_uint8(NUM_SAMPLES, seed=12345), seconds
+  samples = trainer.sample_uint8(NUM_SAMPLES, seed=12345)
+  cache.parent.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(cache, samples=samples, train_s=seconds)
+  return samples, seconds
 
 
 def main() -> None:
@@ -76,17 +96,21 @@ def main() -> None:
       if framework == "gdjax":
         images, seconds = train_gdjax(seed, args.steps, workdir)
       else:
-        images, seconds = train_torch(seed, args.steps, train_images)
+        cache = Path(args.workdir_root) / f"pytorch_seed{seed}_steps{args.steps}.npz"
+        images, seconds = train_torch(seed, args.steps, train_images, cache)
       metrics = evaluator.score_images(images)
       rows.append({"framework": framework, "seed": seed, "steps": args.steps, "train_s": seconds, **metrics})
-      print(f"{framework} seed {seed}: FID {metrics['fid']:.3f}, train {seconds:.0f}s", flush=True)
+      timing = f"train {seconds:.0f}s" if seconds is not None else "train time not recorded"
+      print(f"{framework} seed {seed}: FID {metrics['fid']:.3f}, {timing}", flush=True)
 
   columns = [("framework", "framework"), ("seed", "seed"), ("fid", "FID"), ("kid", "KID"), ("precision", "precision")]
   columns += [("recall", "recall"), ("classifier_score", "classifier score"), ("train_s", "train s")]
   print_table(rows, columns)
   fid = {f: np.array([r["fid"] for r in rows if r["framework"] == f]) for f in ("gdjax", "pytorch")}
   for framework, values in fid.items():
-    print(f"{framework}: FID {values.mean():.3f} ± {values.std():.3f} over seeds {args.seeds}")
+    print(
+      f"{framework}: FID {values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f} (sample std) over seeds {args.seeds}"
+    )
   ratio = fid["gdjax"].mean() / fid["pytorch"].mean()
   print(f"gdjax / pytorch mean FID: {ratio:.3f} ({'within' if ratio <= 1.10 else 'NOT within'} 10 %)")
   print(

@@ -3,8 +3,12 @@
 For each config and seed it runs `gdjax train` for the config's own number of
 steps and reads the final evaluation (EMA generator, 10,000 samples against
 the 10,000 test images, gdjax's Fashion-MNIST classifier features). It prints
-mean ± standard deviation over the seeds, the training time, and the floor:
-the same metrics for the real test images against the real training set.
+mean ± sample standard deviation (ddof 1) over the seeds, the training time,
+and the floor: the same metrics for the real test images against the real training set.
+
+A workdir that already holds a finished run of the same config and seed is
+read, not retrained, so an interrupted table can be completed by running the
+same command again.
 
 Run (each config takes 5-15 minutes per seed on a 2-core CPU):
   .venv/bin/python benchmarks/gan_quality.py --seeds 0 1 2 [--configs dcgan_fashion_mnist ...]
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -44,18 +49,44 @@ def real_data_floor() -> dict:
   return evaluator.score_images(test_images[..., None])
 
 
+def final_eval(workdir: Path, total_steps: int) -> dict | None:
+  """The evaluation record at `total_steps`, or None if the run has not finished."""
+  metrics_file = workdir / "metrics.jsonl"
+  if not metrics_file.exists():
+    return None
+  records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+  finished = [r for r in records if r["split"] == "eval" and r["step"] == total_steps]
+  return finished[-1] if finished else None
+
+
 def train_and_read(config_name: str, seed: int, workdir: Path) -> dict:
+  """Trains one config and seed (unless `workdir` already holds the finished run) and reads its final eval."""
+  total_steps = load_config(config_name).total_steps
+  timing_file = workdir / "benchmark_timing.json"
+  final = final_eval(workdir, total_steps)
+  if final is not None:
+    recorded_seed = json.loads((workdir / "config.json").read_text()).get("seed")
+    if recorded_seed != seed:
+      raise SystemExit(
+        f"{workdir} holds a run with seed {recorded_seed}, not {seed}; move it away or pick another --workdir_root."
+      )
+    print(f"{config_name} seed {seed}: reusing the finished run in {workdir}", flush=True)
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
+    return {**final, **timing, "reused": True}
   gdjax = str(Path(sys.executable).with_name("gdjax"))
   start = time.perf_counter()
+  children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
   subprocess.run(
     [gdjax, "train", "--config", str(REPO / "configs" / f"{config_name}.py"), "--workdir", str(workdir)]
     + [f"--config.seed={seed}", "--config.progress_bar=False"],
     check=True,
   )
-  seconds = time.perf_counter() - start
-  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  final = [r for r in records if r["split"] == "eval"][-1]
-  return {**final, "train_minutes": seconds / 60}
+  children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  cpu_seconds = sum(getattr(children_after, f) - getattr(children_before, f) for f in ("ru_utime", "ru_stime"))
+  # Wall-clock minutes depend on what else the machine runs; CPU minutes much less so.
+  timing = {"train_minutes": (time.perf_counter() - start) / 60, "train_cpu_minutes": cpu_seconds / 60}
+  timing_file.write_text(json.dumps(timing))
+  return {**final_eval(workdir, total_steps), **timing, "reused": False}
 
 
 def main() -> None:
@@ -73,12 +104,13 @@ def main() -> None:
       result = train_and_read(name, seed, Path(args.workdir_root) / f"{name}_seed{seed}")
       per_seed.append(result)
       runs.append({"config": name, "seed": seed, **result})
-      print(f"{name} seed {seed}: FID {result['fid']:.3f} in {result['train_minutes']:.1f} min", flush=True)
+      minutes = f"{result['train_minutes']:.1f} min" if "train_minutes" in result else "time not recorded"
+      print(f"{name} seed {seed}: FID {result['fid']:.3f} ({minutes})", flush=True)
     row = {"config": name, "steps": load_config(name).total_steps, "seeds": len(per_seed)}
-    for metric in METRICS + ("train_minutes",):
+    for metric in METRICS + ("train_minutes", "train_cpu_minutes"):
       values = [r[metric] for r in per_seed if metric in r]
       if values:
-        row[metric] = f"{np.mean(values):.4g} ± {np.std(values):.2g}"
+        row[metric] = f"{np.mean(values):.4g} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.2g}"
     rows.append(row)
   floor = {}
   if not args.skip_floor:
@@ -90,7 +122,7 @@ def main() -> None:
     ("classifier_score", "classifier score"),
     ("intended_class_accuracy", "intended class"),
   ]
-  columns += [("train_minutes", "train min")]
+  columns += [("train_cpu_minutes", "train CPU min"), ("train_minutes", "train min")]
   print_table(rows, columns)
   source = runs[0] if runs else floor
   protocol = {k: source.get(k) for k in ("feature_network_sha256", "reference_split", "num_real", "num_generated")}

@@ -12,11 +12,14 @@ on fixed random batches already on the device, and reports per model:
 - gdjax's compile time;
 - MFU: model FLOPs per step, counted from the convolutions and matmuls of
   gdjax's forward and backward pass (`gdjax.flops`), times steps/s, divided by
-  the fp32 matmul peak measured in the same run (the faster of jnp.dot and
-  torch.mm on 2048x2048 matrices);
-- gdjax's peak step memory (XLA's buffer assignment for the compiled step:
-  arguments + outputs + temporaries - donated aliases); PyTorch's on CUDA only
-  (`torch.cuda.max_memory_allocated`);
+  the matmul peak in the benchmark's dtype measured in the same run (the
+  faster of jnp.dot and torch.mm on 2048x2048 matrices, 8192x8192 on a GPU);
+- peak step memory: gdjax's from XLA's buffer assignment for the compiled
+  step (arguments + outputs + temporaries - donated aliases); PyTorch's from
+  `torch.cuda.max_memory_allocated` on a GPU and, on CPU, the high-water mark
+  of live tensor bytes over one step (`torch_memory.py`). Both count
+  parameters, optimizer state, batch, activations and gradients, and neither
+  counts framework code or allocator caches;
 - the input pipeline's examples/s on its own (Fashion-MNIST through
   `gdjax.data.train_batches`), against the fastest step's consumption.
 
@@ -24,6 +27,13 @@ Run:
   pip install -e '.[bench]'
   .venv/bin/python benchmarks/suite.py [--models dcgan cnn mlp_gan] [--batch_sizes 64 256] [--repeats 5]
   .venv/bin/python benchmarks/suite.py --device gpu  # PyTorch on CUDA; jax must see the GPU
+  .venv/bin/python benchmarks/suite.py --device gpu --dtype bfloat16  # mixed precision on both sides
+
+`--dtype bfloat16` runs gdjax with `config.compute_dtype = "bfloat16"` and the
+reference under `torch.autocast(dtype=torch.bfloat16)`: float32 weights and
+optimizer state, bfloat16 activations, matmuls and convolutions, on both
+sides. On a GPU, float32 runs let both sides use TF32 tensor cores, as XLA
+does by default.
 
 Nothing about the reference is slowed down: it runs eagerly on tensors on its
 device, with `set_to_none` gradients and no host syncs inside the timed
@@ -49,8 +59,11 @@ import torch  # noqa: E402
 import torch_dcgan  # noqa: E402
 import torch_reference  # noqa: E402
 from common import load_config, print_table, write_results  # noqa: E402
+from torch_memory import peak_bytes_of_call, resident_tensors  # noqa: E402
 
 from gdjax import data, flops, parallel, tasks  # noqa: E402
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 MODELS = {
   # name: (config file, PyTorch trainer factory, whether the torch step takes float images in [-1, 1])
@@ -60,9 +73,10 @@ MODELS = {
 }
 
 
-def matmul_peak_flops(torch_device: str, size: int = 2048, repeats: int = 10) -> dict:
-  """Best fp32 matmul FLOP/s of jnp.dot and torch.mm on this machine."""
-  a = jnp.ones((size, size), jnp.float32)
+def matmul_peak_flops(torch_device: str, dtype: str, repeats: int = 10) -> dict:
+  """Best matmul FLOP/s of jnp.dot and torch.mm in `dtype` on this machine."""
+  size = 8192 if torch_device.startswith("cuda") else 2048  # Big enough to saturate the device.
+  a = jnp.ones((size, size), dtype)
   dot = jax.jit(jnp.dot)
   dot(a, a).block_until_ready()
   jax_seconds = []
@@ -70,8 +84,9 @@ def matmul_peak_flops(torch_device: str, size: int = 2048, repeats: int = 10) ->
     start = time.perf_counter()
     dot(a, a).block_until_ready()
     jax_seconds.append(time.perf_counter() - start)
-  t = torch.ones(size, size, device=torch_device)
+  t = torch.ones(size, size, device=torch_device, dtype=TORCH_DTYPES[dtype])
   torch.mm(t, t)
+  _sync(torch_device)
   torch_seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -90,9 +105,10 @@ def _sync(torch_device: str) -> None:
 
 
 class GdjaxStep:
-  def __init__(self, config_name: str, batch_size: int, random: np.random.Generator):
+  def __init__(self, config_name: str, batch_size: int, random: np.random.Generator, dtype: str = "float32"):
     config = load_config(config_name)
     config.batch_size = batch_size
+    config.compute_dtype = dtype
     self.task = tasks.build_task(config)
     mesh = parallel.make_data_mesh()
     init_state = functools.partial(self.task.init_state, image_shape=(28, 28, 1))
@@ -131,25 +147,38 @@ class GdjaxStep:
 
 
 class TorchStep:
-  def __init__(self, factory, float_images: bool, examples: int, device: str, random: np.random.Generator):
+  """The PyTorch reference's step; with bfloat16, under autocast (float32 weights, bfloat16 compute)."""
+
+  def __init__(self, factory, float_images: bool, examples: int, device: str, random, dtype: str = "float32"):
     self.trainer, self.device = factory(device), device
+    self.autocast_dtype = TORCH_DTYPES[dtype] if dtype != "float32" else None
     images = torch.from_numpy(random.integers(0, 256, (examples, 1, 28, 28), dtype=np.uint8)).to(device)
     if float_images:
       self.batch = images.float() / 127.5 - 1.0
     else:
       self.batch = {"image": images, "label": torch.from_numpy(random.integers(0, 10, examples)).to(device)}
-    if device.startswith("cuda"):
-      torch.cuda.reset_peak_memory_stats()
+
+  def _step(self):
+    device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+    with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32, enabled=bool(self.autocast_dtype)):
+      return self.trainer.step(self.batch)
 
   def run(self, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
-      self.trainer.step(self.batch)
+      self._step()
     _sync(self.device)
     return time.perf_counter() - start
 
-  def peak_bytes(self):
-    return torch.cuda.max_memory_allocated() if self.device.startswith("cuda") else None
+  def peak_bytes(self) -> int:
+    """Peak memory of one step: CUDA's allocator statistics, or live tensor bytes on CPU (torch_memory)."""
+    if self.device.startswith("cuda"):
+      torch.cuda.synchronize()
+      torch.cuda.reset_peak_memory_stats()
+      self._step()
+      torch.cuda.synchronize()
+      return torch.cuda.max_memory_allocated()
+    return peak_bytes_of_call(self._step, resident_tensors(*vars(self.trainer).values(), self.batch))
 
 
 def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | None:
@@ -170,11 +199,11 @@ def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | No
   return count / (time.perf_counter() - start)
 
 
-def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_device: str, peak: float) -> dict:
+def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_device: str, peak: float, dtype: str):
   config_name, factory, float_images = MODELS[model]
   random = np.random.default_rng(0)
-  ours = GdjaxStep(config_name, batch_size, random)
-  theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random)
+  ours = GdjaxStep(config_name, batch_size, random, dtype)
+  theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random, dtype)
   # Warm-up, and the window length that takes about `window_s` seconds.
   ours.run(3)
   theirs.run(3)
@@ -185,11 +214,12 @@ def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_de
     gdjax_rates.append(steps["gdjax"] / ours.run(steps["gdjax"]))
     torch_rates.append(steps["pytorch"] / theirs.run(steps["pytorch"]))
   ratios = [g / t for g, t in zip(gdjax_rates, torch_rates, strict=True)]
+  torch_peak_bytes = theirs.peak_bytes()  # Outside the timed windows: counting slows the step.
   gdjax_steps_per_s = statistics.median(gdjax_rates)
   return {
     "model": model,
     "batch_size": batch_size,
-    "key": f"{model}@{batch_size}",
+    "key": f"{model}@{batch_size}" + ("" if dtype == "float32" else f"/{dtype}"),
     "gdjax_steps_per_s": gdjax_steps_per_s,
     "pytorch_steps_per_s": statistics.median(torch_rates),
     "gdjax_examples_per_s": gdjax_steps_per_s * batch_size,
@@ -202,7 +232,8 @@ def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_de
     "mfu": ours.flops_per_step * gdjax_steps_per_s / peak,
     "pytorch_mfu": ours.flops_per_step * statistics.median(torch_rates) / peak,
     "gdjax_peak_mib": ours.peak_bytes / 2**20 if ours.peak_bytes is not None else None,
-    "pytorch_peak_mib": theirs.peak_bytes() / 2**20 if theirs.peak_bytes() is not None else None,
+    "pytorch_peak_mib": torch_peak_bytes / 2**20,
+    "dtype": dtype,
     "repeats": repeats,
   }
 
@@ -214,6 +245,12 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5, help="alternating timed windows per side")
   parser.add_argument("--window_s", type=float, default=2.0, help="about how long each timed window runs")
   parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+  parser.add_argument(
+    "--dtype",
+    choices=list(TORCH_DTYPES),
+    default="float32",
+    help="bfloat16: gdjax's compute_dtype=bfloat16 against torch.autocast(bfloat16), float32 weights on both",
+  )
   args = parser.parse_args()
 
   torch_device = "cuda" if args.device == "gpu" else "cpu"
@@ -224,15 +261,20 @@ def main() -> None:
     )
   if args.device == "cpu":
     torch.set_num_threads(os.cpu_count() or 1)
-  peak = matmul_peak_flops(torch_device)
+  else:
+    # Same float32 matmul math on both sides: XLA's default precision on NVIDIA GPUs uses
+    # TF32 tensor cores for float32 dots and convolutions, so let PyTorch do the same.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+  peak = matmul_peak_flops(torch_device, args.dtype)
   print(
-    f"fp32 matmul peak: {peak['peak'] / 1e9:.1f} GFLOP/s "
+    f"{args.dtype} matmul peak: {peak['peak'] / 1e9:.1f} GFLOP/s "
     f"(jnp.dot {peak['jax'] / 1e9:.1f}, torch.mm {peak['torch'] / 1e9:.1f})"
   )
   rows = []
   for model in args.models:
     for batch_size in args.batch_sizes:
-      row = measure(model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"])
+      row = measure(model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"], args.dtype)
       print(
         f"{row['key']}: gdjax {row['gdjax_steps_per_s']:.2f} steps/s, "
         f"pytorch {row['pytorch_steps_per_s']:.2f} steps/s, ratio {row['ratio']:.2f}",
@@ -263,7 +305,7 @@ def main() -> None:
       f"the fastest step's consumption ({fastest['key']}: {fastest['gdjax_examples_per_s']:.0f} examples/s)"
     )
   path = write_results(
-    f"suite_{args.device}",
+    f"suite_{args.device}" + ("" if args.dtype == "float32" else f"_{args.dtype}"),
     rows,
     merge_key="key",
     matmul_peak_flops=peak,

@@ -41,6 +41,10 @@ def add_training_options(config: ml_collections.ConfigDict) -> None:
   # naming the step and metric; the last good checkpoint is kept. True: such a
   # step's update is discarded on the device and counted in `skipped_steps`.
   config.skip_nonfinite_steps = False
+  # "bfloat16": mixed precision. Activations, matmuls and convolutions in
+  # bfloat16; parameters, optimizer state, batch-norm statistics and losses
+  # in float32. Fast on TPUs and recent GPUs; XLA:CPU emulates it, slowly.
+  config.compute_dtype = "float32"
 
 
 def classifier_config() -> ml_collections.ConfigDict:

@@ -7,6 +7,7 @@ arguments come from the rest of `config.model`.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from gdjax.errors import ConfigError
@@ -38,8 +39,26 @@ __all__ = [
   "LinearClassifier",
   "MLPClassifier",
   "build_model",
+  "compute_dtype",
   "count_parameters",
 ]
+
+# Names accepted by `config.compute_dtype`. float16 is left out on purpose: it
+# needs loss scaling, which bfloat16's float32-sized exponent does not.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(config: ml_collections.ConfigDict):
+  """The dtype models compute in, from `config.compute_dtype` (default float32).
+
+  Mixed precision: with "bfloat16", activations, matmuls and convolutions run
+  in bfloat16, while parameters, optimizer state, batch-norm statistics,
+  losses and model outputs stay float32.
+  """
+  name = config.get("compute_dtype", "float32")
+  if name not in COMPUTE_DTYPES:
+    raise ConfigError(f"Unknown compute_dtype {name!r}. Set --config.compute_dtype to one of {COMPUTE_DTYPES}.")
+  return jnp.dtype(name)
 
 
 def build_model(model_config: ml_collections.ConfigDict, **overrides) -> nn.Module:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -44,10 +45,11 @@ def _maybe_spectral_norm(layer: nn.Module, enabled: bool, x: jax.Array, train: b
 class LabelEmbedding(nn.Module):
   num_classes: int
   features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, labels: jax.Array) -> jax.Array:
-    return nn.Embed(self.num_classes, self.features)(labels)
+    return nn.Embed(self.num_classes, self.features, dtype=self.dtype)(labels)
 
 
 class MLPGenerator(nn.Module):
@@ -58,19 +60,21 @@ class MLPGenerator(nn.Module):
   output_activation: str = "tanh"
   use_batch_norm: bool = False
   num_classes: int = 0  # > 0: label-conditioned.
+  dtype: Any = jnp.float32  # Computation dtype; parameters and the output stay float32.
 
   @nn.compact
   def __call__(self, noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
-    x = noise
+    x = noise.astype(self.dtype)
     if self.num_classes:
-      x = jnp.concatenate([x, LabelEmbedding(self.num_classes, noise.shape[-1])(labels)], axis=-1)
+      x = jnp.concatenate([x, LabelEmbedding(self.num_classes, noise.shape[-1], self.dtype)(labels)], axis=-1)
     for width in self.hidden_sizes:
-      x = nn.Dense(width)(x)
+      x = nn.Dense(width, dtype=self.dtype)(x)
       if self.use_batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       x = nn.relu(x)
-    x = nn.Dense(math.prod(self.image_shape))(x)
-    return OUTPUT_ACTIVATIONS[self.output_activation](x).reshape((noise.shape[0], *self.image_shape))
+    x = nn.Dense(math.prod(self.image_shape), dtype=self.dtype)(x)
+    images = OUTPUT_ACTIVATIONS[self.output_activation](x.astype(jnp.float32))
+    return images.reshape((noise.shape[0], *self.image_shape))
 
 
 class MLPDiscriminator(nn.Module):
@@ -79,13 +83,14 @@ class MLPDiscriminator(nn.Module):
   hidden_sizes: Sequence[int] = (256,)
   spectral_norm: bool = False
   num_classes: int = 0
+  dtype: Any = jnp.float32  # Computation dtype; parameters and scores stay float32.
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
-    x = images.reshape(images.shape[0], -1)
+    x = images.reshape(images.shape[0], -1).astype(self.dtype)
     for width in self.hidden_sizes:
-      x = nn.leaky_relu(_maybe_spectral_norm(nn.Dense(width), self.spectral_norm, x, train), 0.2)
-    return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train)
+      x = nn.leaky_relu(_maybe_spectral_norm(nn.Dense(width, dtype=self.dtype), self.spectral_norm, x, train), 0.2)
+    return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train, self.dtype)
 
 
 class DCGANGenerator(nn.Module):
@@ -105,21 +110,26 @@ class DCGANGenerator(nn.Module):
   # How the two transposed convolutions are computed; the parameters and the
   # outputs are the same either way (see gdjax/models/layers.py).
   conv_transpose: str = "auto"
+  dtype: Any = jnp.float32  # Computation dtype; parameters and the output stay float32.
 
   @nn.compact
   def __call__(self, noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
     def normalize(h):
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9)(h) if self.use_batch_norm else h
+      if not self.use_batch_norm:
+        return h
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
 
-    x = noise
+    x = noise.astype(self.dtype)
     if self.num_classes:
-      x = jnp.concatenate([x, LabelEmbedding(self.num_classes, noise.shape[-1])(labels)], axis=-1)
-    x = nn.relu(normalize(nn.Dense(7 * 7 * 2 * self.width, use_bias=not self.use_batch_norm)(x)))
+      x = jnp.concatenate([x, LabelEmbedding(self.num_classes, noise.shape[-1], self.dtype)(labels)], axis=-1)
+    x = nn.relu(normalize(nn.Dense(7 * 7 * 2 * self.width, use_bias=not self.use_batch_norm, dtype=self.dtype)(x)))
     x = x.reshape(x.shape[0], 7, 7, 2 * self.width)
-    upsample = functools.partial(ConvTranspose, kernel_size=(4, 4), strides=(2, 2), implementation=self.conv_transpose)
+    upsample = functools.partial(
+      ConvTranspose, kernel_size=(4, 4), strides=(2, 2), implementation=self.conv_transpose, dtype=self.dtype
+    )
     x = nn.relu(normalize(upsample(self.width, use_bias=not self.use_batch_norm)(x)))
     x = upsample(self.output_channels)(x)
-    return jnp.tanh(x)
+    return jnp.tanh(x.astype(jnp.float32))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -132,25 +142,27 @@ class DCGANDiscriminator(nn.Module):
   width: int = 64
   spectral_norm: bool = False
   num_classes: int = 0
+  dtype: Any = jnp.float32  # Computation dtype; parameters and scores stay float32.
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
-    x = images
+    x = images.astype(self.dtype)
     for features in (self.width, 2 * self.width):
-      conv = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")
+      conv = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
       x = nn.leaky_relu(_maybe_spectral_norm(conv, self.spectral_norm, x, train), 0.2)
     x = x.reshape(x.shape[0], -1)
-    return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train)
+    return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train, self.dtype)
 
 
-def _score_with_projection(features, labels, num_classes, spectral_norm, train):
-  """`w . phi(x) + b`, plus `<embed(y), phi(x)>` when conditional.
+def _score_with_projection(features, labels, num_classes, spectral_norm, train, dtype):
+  """`w . phi(x) + b`, plus `<embed(y), phi(x)>` when conditional; float32 whatever `dtype` computes.
 
   References:
     Miyato & Koyama, "cGANs with Projection Discriminator", ICLR 2018.
   """
-  score = _maybe_spectral_norm(nn.Dense(1), spectral_norm, features, train)[:, 0]
+  score = _maybe_spectral_norm(nn.Dense(1, dtype=dtype), spectral_norm, features, train)[:, 0]
+  score = score.astype(jnp.float32)
   if num_classes:
     embedding = nn.Embed(num_classes, features.shape[-1], name="projection")(labels)
-    score = score + jnp.sum(embedding * features, axis=-1)
+    score = score + jnp.sum(embedding * features.astype(jnp.float32), axis=-1)
   return score

@@ -14,11 +14,13 @@ small stride-1 correlation of the undilated input with a subset of the taps.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 CONV_TRANSPOSE_IMPLEMENTATIONS = ("auto", "xla", "subpixel")
@@ -93,6 +95,7 @@ class ConvTranspose(nn.Module):
     implementation: "subpixel" (phase convolutions, see module docstring),
       "xla" (`lax.conv_transpose`, as `flax.linen.ConvTranspose` does), or
       "auto" (sub-pixel from `AUTO_SUBPIXEL_MIN_FEATURES` output channels up).
+    dtype: computation dtype; the parameters are float32 and cast to it.
   """
 
   features: int
@@ -102,6 +105,7 @@ class ConvTranspose(nn.Module):
   implementation: str = "auto"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -113,6 +117,7 @@ class ConvTranspose(nn.Module):
     kernel_shape = tuple(self.kernel_size) + (inputs.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, kernel_shape, jnp.float32)
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+    inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     implementation = self.implementation
     if implementation == "auto":
       implementation = "subpixel" if self.features >= AUTO_SUBPIXEL_MIN_FEATURES else "xla"

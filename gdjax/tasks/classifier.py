@@ -40,7 +40,7 @@ class ClassifierTask:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.model = models.build_model(config.model)
+    self.model = models.build_model(config.model, dtype=models.compute_dtype(config))
     self.loss_fn = losses.get_classification_loss(config.loss)
     if config.get("label_smoothing", 0.0):
       if config.loss != "cross_entropy":

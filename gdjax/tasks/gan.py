@@ -50,8 +50,9 @@ class GANTask:
     self.noise_dim = config.noise_dim
     self.n_critic = config.n_critic
     self.batch_size = config.batch_size
-    self.generator = models.build_model(config.model.generator, num_classes=self.num_classes)
-    self.discriminator = models.build_model(config.model.discriminator, num_classes=self.num_classes)
+    dtype = models.compute_dtype(config)
+    self.generator = models.build_model(config.model.generator, num_classes=self.num_classes, dtype=dtype)
+    self.discriminator = models.build_model(config.model.discriminator, num_classes=self.num_classes, dtype=dtype)
     self.adversarial_loss = gan_losses.get_adversarial_loss(config.gan_loss)
     if config.penalty.name not in gan_losses.PENALTIES:
       raise ConfigError(
