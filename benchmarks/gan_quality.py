@@ -13,6 +13,7 @@ same command again.
 Run (each config takes 5-15 minutes per seed on a 2-core CPU):
   .venv/bin/python benchmarks/gan_quality.py --seeds 0 1 2 [--configs dcgan_fashion_mnist ...]
   .venv/bin/python benchmarks/gan_quality.py --configs   # the real-data floor only (about a minute)
+  .venv/bin/python benchmarks/gan_quality.py --no_train  # the table from the finished runs only
 """
 
 from __future__ import annotations
@@ -95,28 +96,45 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--workdir_root", default=str(REPO / "workdirs" / "gan_quality"))
   parser.add_argument("--skip_floor", action="store_true")
+  parser.add_argument(
+    "--no_train", action="store_true", help="report the finished runs only; list the missing ones instead of training"
+  )
   args = parser.parse_args()
 
   runs, rows = [], []
   for name in args.configs:
     per_seed = []
     for seed in args.seeds:
-      result = train_and_read(name, seed, Path(args.workdir_root) / f"{name}_seed{seed}")
+      workdir = Path(args.workdir_root) / f"{name}_seed{seed}"
+      if args.no_train and final_eval(workdir, load_config(name).total_steps) is None:
+        print(f"{name} seed {seed}: NOT RUN (no finished run in {workdir})", flush=True)
+        continue
+      result = train_and_read(name, seed, workdir)
       per_seed.append(result)
       runs.append({"config": name, "seed": seed, **result})
       minutes = f"{result['train_minutes']:.1f} min" if "train_minutes" in result else "time not recorded"
       print(f"{name} seed {seed}: FID {result['fid']:.3f} ({minutes})", flush=True)
     row = {"config": name, "steps": load_config(name).total_steps, "seeds": len(per_seed)}
+    if not per_seed:
+      continue
     for metric in METRICS + ("train_minutes", "train_cpu_minutes"):
       values = [r[metric] for r in per_seed if metric in r]
       if values:
-        row[metric] = f"{np.mean(values):.4g} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.2g}"
+        spread = f" ± {np.std(values, ddof=1):.2g}" if len(values) > 1 else " (one seed)"
+        row[metric] = f"{np.mean(values):.4g}{spread}"
     rows.append(row)
   floor = {}
   if not args.skip_floor:
     floor = real_data_floor()
     rows.append({"config": "real test vs real train (floor)", **{m: f"{floor[m]:.4g}" for m in METRICS if m in floor}})
-  columns = [("config", "config"), ("steps", "steps"), ("fid", "FID"), ("kid", "KID"), ("precision", "precision")]
+  columns = [
+    ("config", "config"),
+    ("steps", "steps"),
+    ("seeds", "seeds"),
+    ("fid", "FID"),
+    ("kid", "KID"),
+    ("precision", "precision"),
+  ]
   columns += [
     ("recall", "recall"),
     ("classifier_score", "classifier score"),
