@@ -9,13 +9,13 @@ adds <embed(y), phi(x)> to its score (Miyato & Koyama 2018), with spectral
 norm and the hinge loss as in that paper. Evaluation also reports how often
 gdjax's Fashion-MNIST classifier sees the intended class in the samples.
 
-Takes: 3,000 steps; 21.6 min wall-clock on the shared 2-core CPU while two
-other jobs ran beside it (11.8 CPU-minutes of user time), 2026-11-22.
-Reaches (seed 0, EMA generator, 10,000 samples vs the test split, gdjax's
-classifier features): FID 123.8, KID 2.60, precision 0.834, recall 0.102,
-classifier score 6.91; the shipped classifier sees the intended class in
-86.2 % of the samples (target: 80 %). Read from workdirs/cdcgan/metrics.jsonl
-after the Run command above; 3-seed figures: benchmarks/gan_quality.py.
+Takes: 3,000 steps; 11.6-12.4 CPU-minutes of training (12-14 min wall-clock
+with another run sharing the 2-core CPU), 2026-11-22.
+Reaches (EMA generator, 10,000 samples vs the test split, gdjax's classifier
+features; mean ± sd over seeds 0-2): FID 125.8 ± 1.6, KID 2.66 ± 0.07,
+precision 0.848 ± 0.009, recall 0.089 ± 0.004, classifier score 6.96 ± 0.02;
+the shipped classifier sees the intended class in 86.9 ± 0.5 % of the samples
+(target: 80 %). Measured by `benchmarks/gan_quality.py --seeds 0 1 2`.
 """
 
 from gdjax import config_defaults

@@ -6,7 +6,12 @@ Run:
 Generator noise 100 -> 256 (ReLU) -> 784 (tanh); discriminator 784 -> 256
 (leaky ReLU) -> 1. Adam 2e-4, beta1 0.5, batch 64 (Goodfellow et al. 2014).
 
-Takes / reaches: see README (measured by benchmarks/gan_quality.py).
+Takes: 10,000 steps; 2.7-3.0 CPU-minutes of training on the 2-core CPU
+(2.7-3.6 min wall-clock with another run beside it), 2026-11-22.
+Reaches (EMA generator, 10,000 samples vs the test split, gdjax's classifier
+features; mean ± sd over seeds 0-2): FID 305.2 ± 5.9, KID 5.91 ± 0.21,
+precision 0.818 ± 0.008, recall 0.013 ± 0.005, classifier score 3.91 ± 0.11.
+Measured by `benchmarks/gan_quality.py --seeds 0 1 2`.
 """
 
 from gdjax import config_defaults
