@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO, gdjax_command, gdjax_env, tree_digest
+from test_gan import small_gan_flags
 
 from gdjax import checkpoint, cli, parallel, tasks
 from gdjax.tasks.classifier import ClassifierTask
@@ -47,30 +48,14 @@ def classifier_flags(local_dir, data_dir, total_steps, **extra):
 
 
 def gan_flags(local_dir, data_dir, feature_network_dir, total_steps, **extra):
-  flags = {
-    "dataset.local_dir": local_dir,
-    "dataset.data_dir": data_dir,
-    "batch_size": 8,
-    "total_steps": total_steps,
-    "log_every_steps": 1,
+  """test_gan's tiny MLP GAN run, evaluated only at the end, with every checkpoint kept."""
+  overrides = {
     "eval_every_steps": 1000,
-    "checkpoint.every_steps": 1,
     "checkpoint.keep_last": 10,
-    "progress_bar": False,
-    "noise_dim": 8,
     "model.generator.hidden_sizes": "(16,)",
     "model.discriminator.hidden_sizes": "(16,)",
-    "evaluation.feature_network": "tiny_cnn",
-    "evaluation.feature_network_dir": feature_network_dir,
-    "evaluation.num_samples": 40,
-    "evaluation.batch_size": 20,
-    "evaluation.kid_subsets": 2,
-    "evaluation.kid_subset_size": 20,
-    "evaluation.precision_recall_samples": 30,
-    "evaluation.grid_size": 20,
   }
-  flags.update(extra)
-  return [f"--config.{k}={v}" for k, v in flags.items()]
+  return small_gan_flags(local_dir, data_dir, feature_network_dir, total_steps, **overrides, **extra)
 
 
 def train(config_name, workdir, *flags):

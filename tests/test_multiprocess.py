@@ -76,6 +76,38 @@ def train_records(workdir):
   return [r for r in map(json.loads, lines) if r["split"] == "train"]
 
 
+def start_two_processes(workdir, flags, log_dir):
+  """`gdjax train` as processes 0 and 1 of one run on loopback, each logging to its own file."""
+  address = f"127.0.0.1:{free_port()}"
+  children, logs = [], []
+  for process_id in (0, 1):
+    logs.append(open(log_dir / f"process_{process_id}.log", "w+"))  # Files, not pipes: neither may block the other.
+    distributed = [f"--coordinator_address={address}", "--num_processes=2", f"--process_id={process_id}"]
+    command = [sys.executable, "-m", "gdjax", "train", "--workdir", str(workdir), *flags, *distributed]
+    children.append(subprocess.Popen(command, env=gdjax_env(devices=2), stdout=logs[-1], stderr=subprocess.STDOUT))
+  return children, logs
+
+
+def wait_and_read(children, logs, timeout, while_running=None):
+  """Runs `while_running()`, waits for every child (killing any left over) and returns their logs."""
+  try:
+    if while_running is not None:
+      while_running()
+    for child in children:
+      child.wait(timeout=timeout)
+  finally:
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+        child.wait()
+  outputs = []
+  for log in logs:
+    log.seek(0)
+    outputs.append(log.read())
+    log.close()
+  return outputs
+
+
 @pytest.mark.parametrize(
   "config_name, parallelism",
   [("mlp_fashion_mnist", "jit"), ("mlp_gan_fashion_mnist", "jit"), ("mlp_fashion_mnist", "pmap")],
@@ -88,26 +120,8 @@ def test_two_processes_of_two_devices_equal_one_process_of_four(
   # The single-process reference runs first, so the TFDS data is prepared before two processes read it.
   assert cli.main(["gdjax", "train", "--workdir", str(tmp_path / "one"), *flags]) == 0
 
-  address = f"127.0.0.1:{free_port()}"
-  children, logs = [], []
-  for process_id in (0, 1):
-    logs.append(open(tmp_path / f"process_{process_id}.log", "w+"))  # Files, not pipes: neither may block the other.
-    distributed = [f"--coordinator_address={address}", "--num_processes=2", f"--process_id={process_id}"]
-    command = [sys.executable, "-m", "gdjax", "train", "--workdir", str(tmp_path / "two"), *flags, *distributed]
-    children.append(subprocess.Popen(command, env=gdjax_env(devices=2), stdout=logs[-1], stderr=subprocess.STDOUT))
-  try:
-    for child in children:
-      child.wait(timeout=300)
-  finally:
-    for child in children:
-      if child.poll() is None:
-        child.kill()
-        child.wait()
-  outputs = []
-  for log in logs:
-    log.seek(0)
-    outputs.append(log.read())
-    log.close()
+  children, logs = start_two_processes(tmp_path / "two", flags, tmp_path)
+  outputs = wait_and_read(children, logs, timeout=300)
   assert [c.returncode for c in children] == [0, 0], "\n".join(o[-3000:] for o in outputs)
   assert "Checkpoints, metrics.jsonl" in outputs[0] and "Checkpoints, metrics.jsonl" not in outputs[1]
 
@@ -132,35 +146,16 @@ def test_sigterm_to_one_process_saves_the_same_step_on_all_and_exits_zero(
   flags = run_flags("mlp_fashion_mnist", fake_fashion_mnist_dir, fake_tfds_data_dir, feature_network_dir)
   flags += ["--config.total_steps=100000", "--config.schedule.name=constant", "--config.checkpoint.every_steps=100000"]
   flags += ["--config.eval_every_steps=100000"]
-  address = f"127.0.0.1:{free_port()}"
-  children, logs = [], []
-  for process_id in (0, 1):
-    logs.append(open(tmp_path / f"process_{process_id}.log", "w+"))
-    distributed = [f"--coordinator_address={address}", "--num_processes=2", f"--process_id={process_id}"]
-    command = [sys.executable, "-m", "gdjax", "train", "--workdir", str(tmp_path / "work")]
-    children.append(
-      subprocess.Popen(
-        [*command, *flags, *distributed], env=gdjax_env(devices=2), stdout=logs[-1], stderr=subprocess.STDOUT
-      )
-    )
-  try:
+  children, logs = start_two_processes(tmp_path / "work", flags, tmp_path)
+
+  def preempt_process_1_after_three_logged_steps():
     deadline = time.monotonic() + 240
     while not ((tmp_path / "work" / "metrics.jsonl").is_file() and len(train_records(tmp_path / "work")) >= 3):
       assert all(c.poll() is None for c in children) and time.monotonic() < deadline
       time.sleep(0.2)
     children[1].send_signal(signal.SIGTERM)
-    for child in children:
-      child.wait(timeout=120)
-  finally:
-    for child in children:
-      if child.poll() is None:
-        child.kill()
-        child.wait()
-  outputs = []
-  for log in logs:
-    log.seek(0)
-    outputs.append(log.read())
-    log.close()
+
+  outputs = wait_and_read(children, logs, timeout=120, while_running=preempt_process_1_after_three_logged_steps)
   assert [c.returncode for c in children] == [0, 0], "\n".join(o[-3000:] for o in outputs)
   found = re.search(r"received SIGTERM at step (\d+); saved checkpoint (\S+);", outputs[0])
   assert found, outputs[0][-3000:]
