@@ -105,10 +105,23 @@ def _sync(torch_device: str) -> None:
 
 
 class GdjaxStep:
-  def __init__(self, config_name: str, batch_size: int, random: np.random.Generator, dtype: str = "float32"):
+  def __init__(
+    self,
+    config_name: str,
+    batch_size: int,
+    random: np.random.Generator,
+    dtype: str = "float32",
+    overrides: dict | None = None,
+  ):
     config = load_config(config_name)
     config.batch_size = batch_size
     config.compute_dtype = dtype
+    for dotted_key, value in (overrides or {}).items():  # e.g. {"model.discriminator.conv": "xla"}
+      *parents, key = dotted_key.split(".")
+      node = config
+      for parent in parents:
+        node = node[parent]
+      node[key] = value
     self.task = tasks.build_task(config)
     mesh = parallel.make_data_mesh()
     init_state = functools.partial(self.task.init_state, image_shape=(28, 28, 1))

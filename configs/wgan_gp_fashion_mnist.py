@@ -7,12 +7,13 @@ Gulrajani et al. 2017: Adam 1e-4, beta1 0.5, beta2 0.9, five critic updates
 (each on its own real batch) per generator update. The critic has no batch
 norm, as the penalty requires.
 
-Takes: 1,000 generator steps (5,000 critic steps); about 44 CPU-minutes of
-training on the 2-core CPU (seed 0, resumed once), 2026-11-22.
-Reaches (seed 0 only; EMA generator, 10,000 samples vs the test split,
-gdjax's classifier features): FID 353.4, KID 6.70, precision 0.752, recall
-0.024, classifier score 2.91. Seeds 1 and 2 not yet measured:
-`benchmarks/gan_quality.py --seeds 0 1 2 --configs wgan_gp_fashion_mnist`.
+Takes: 1,000 generator steps (5,000 critic steps); 17.1-17.4 CPU-minutes of
+training per seed on the 2-core CPU, 2026-11-22 (about 44 before gdjax's
+matmul/im2col convolution forms; benchmarks/conv_forms.py).
+Reaches (mean ± sd over seeds 0-2, `benchmarks/gan_quality.py`; EMA
+generator, 10,000 samples vs the test split, gdjax's classifier features):
+FID 351.7 ± 3.7, KID 6.69 ± 0.04, precision 0.766 ± 0.010, recall
+0.031 ± 0.008, classifier score 2.93 ± 0.05.
 """
 
 from gdjax import config_defaults

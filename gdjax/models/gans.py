@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gdjax.models.layers import ConvTranspose
+from gdjax.models.layers import Conv, ConvTranspose
 
 # Both map to [-1, 1], the range of the real images: "sigmoid" is the
 # original GAN paper's output unit, rescaled as 2 * sigmoid(x) - 1.
@@ -142,13 +142,16 @@ class DCGANDiscriminator(nn.Module):
   width: int = 64
   spectral_norm: bool = False
   num_classes: int = 0
+  # How the strided convolutions are computed; the parameters (Flax's `Conv`
+  # layout) and the outputs are the same either way (see gdjax/models/layers.py).
+  conv: str = "auto"
   dtype: Any = jnp.float32  # Computation dtype; parameters and scores stay float32.
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
     x = images.astype(self.dtype)
     for features in (self.width, 2 * self.width):
-      conv = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+      conv = Conv(features, (4, 4), strides=(2, 2), implementation=self.conv, dtype=self.dtype)
       x = nn.leaky_relu(_maybe_spectral_norm(conv, self.spectral_norm, x, train), 0.2)
     x = x.reshape(x.shape[0], -1)
     return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train, self.dtype)
