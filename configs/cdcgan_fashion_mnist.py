@@ -9,12 +9,12 @@ adds <embed(y), phi(x)> to its score (Miyato & Koyama 2018), with spectral
 norm and the hinge loss as in that paper. Evaluation also reports how often
 gdjax's Fashion-MNIST classifier sees the intended class in the samples.
 
-Takes: 3,000 steps; 11.6-12.4 CPU-minutes of training (12-14 min wall-clock
-with another run sharing the 2-core CPU), 2026-11-22.
+Takes: 3,000 steps; 11.7 CPU-minutes of training per seed (about 18 min
+wall-clock with three runs sharing the 2-core CPU), 2026-11-22.
 Reaches (EMA generator, 10,000 samples vs the test split, gdjax's classifier
-features; mean ± sd over seeds 0-2): FID 125.8 ± 1.6, KID 2.66 ± 0.07,
-precision 0.848 ± 0.009, recall 0.089 ± 0.004, classifier score 6.96 ± 0.02;
-the shipped classifier sees the intended class in 86.9 ± 0.5 % of the samples
+features; mean ± sd over seeds 0-2): FID 123.7 ± 3.8, KID 2.62 ± 0.10,
+precision 0.841 ± 0.016, recall 0.089 ± 0.005, classifier score 7.01 ± 0.05;
+the shipped classifier sees the intended class in 87.1 ± 0.9 % of the samples
 (target: 80 %). Measured by `benchmarks/gan_quality.py --seeds 0 1 2`.
 """
 
