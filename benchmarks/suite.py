@@ -116,12 +116,7 @@ class GdjaxStep:
     config = load_config(config_name)
     config.batch_size = batch_size
     config.compute_dtype = dtype
-    for dotted_key, value in (overrides or {}).items():  # e.g. {"model.discriminator.conv": "xla"}
-      *parents, key = dotted_key.split(".")
-      node = config
-      for parent in parents:
-        node = node[parent]
-      node[key] = value
+    config.update_from_flattened_dict(overrides or {})  # e.g. {"model.discriminator.conv": "xla"}
     self.task = tasks.build_task(config)
     mesh = parallel.make_data_mesh()
     init_state = functools.partial(self.task.init_state, image_shape=(28, 28, 1))

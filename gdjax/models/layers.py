@@ -30,8 +30,8 @@ correlation of the undilated input with a subset of the taps.
 """
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -40,8 +40,6 @@ import numpy as np
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
-CONV_TRANSPOSE_IMPLEMENTATIONS = ("auto", "xla", "subpixel", "matmul")
-CONV_IMPLEMENTATIONS = ("auto", "xla", "im2col")
 # The "matmul" transposed convolution multiplies the input by all kernel taps
 # in one product when that product has at most this many columns (taps x
 # output channels; 16 for the DCGAN's 1-channel output layer), else by each
@@ -69,11 +67,6 @@ def phase_taps(kernel_size: int, stride: int) -> list[list[tuple[int, int]]]:
     ]
     for phase in range(stride)
   ]
-
-
-def _check_implementation(implementation: str, choices: Sequence[str], layer: str) -> None:
-  if implementation not in choices:
-    raise ValueError(f"Unknown {layer} implementation {implementation!r}; choose one of {', '.join(choices)}.")
 
 
 def _interleave_phases(phase_rows: list[list[jax.Array]], strides: Sequence[int]) -> jax.Array:
@@ -188,79 +181,26 @@ def _on_cpu() -> bool:
   return jax.default_backend() == "cpu"
 
 
-def auto_conv_implementation(strides: Sequence[int], dtype: Any) -> str:
-  """The form `Conv(implementation="auto")` computes with: im2col for strided float32 convolutions on CPU.
-
-  Measured on whole train steps (benchmarks/conv_forms.py): in float32,
-  im2col made the DCGAN step at batch 256 and the WGAN-GP step (whose penalty
-  differentiates the input gradient again) much faster, and the DCGAN step at
-  batch 64 about 13 % slower; one rule covers them, and `implementation="xla"`
-  is there for the last case. In bfloat16 XLA:CPU's matrix products are
-  slower than its float32 ones, and im2col made the DCGAN step 40 % slower.
-  """
-  if _on_cpu() and max(strides) > 1 and jnp.dtype(dtype) == jnp.float32:
-    return "im2col"
-  return "xla"
+def _xla_conv(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+  return lax.conv_general_dilated(inputs, kernel, tuple(strides), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def _parameters_in_compute_dtype(layer: nn.Module, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-  """Creates a conv layer's float32 `kernel` [kh, kw, in, out] and `bias`, as Flax does; returns all in `layer.dtype`."""
-  kernel_shape = tuple(layer.kernel_size) + (inputs.shape[-1], layer.features)
-  kernel = layer.param("kernel", layer.kernel_init, kernel_shape, jnp.float32)
-  bias = layer.param("bias", layer.bias_init, (layer.features,), jnp.float32) if layer.use_bias else None
-  return promote_dtype(inputs, kernel, bias, dtype=layer.dtype)
+def _xla_conv_transpose(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+  return lax.conv_transpose(inputs, kernel, tuple(strides), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
 
 
-class ConvTranspose(nn.Module):
-  """2-D transposed convolution, "SAME" padding, NHWC, Flax's parameter layout.
+class _ConvolutionInForms(nn.Module):
+  """A "SAME"-padded NHWC convolution layer with Flax's parameters, computed in one of `forms`.
 
-  Attributes:
-    features: output channels.
-    kernel_size: (height, width) of the kernel.
-    strides: (height, width) strides, i.e. the upsampling factors.
-    use_bias: whether to add a bias.
-    implementation: "xla" (`lax.conv_transpose`, as `flax.linen.ConvTranspose`
-      does), "subpixel", "matmul" (see the module docstring), or "auto"
-      ("matmul" on CPU, "xla" elsewhere).
-    dtype: computation dtype; the parameters are float32 and cast to it.
-  """
-
-  features: int
-  kernel_size: tuple[int, int] = (4, 4)
-  strides: tuple[int, int] = (2, 2)
-  use_bias: bool = True
-  implementation: str = "auto"
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, inputs: jax.Array) -> jax.Array:
-    _check_implementation(self.implementation, CONV_TRANSPOSE_IMPLEMENTATIONS, "conv_transpose")
-    inputs, kernel, bias = _parameters_in_compute_dtype(self, inputs)
-    implementation = self.implementation
-    if implementation == "auto":
-      implementation = "matmul" if _on_cpu() else "xla"
-    if implementation == "subpixel":
-      outputs = subpixel_conv_transpose(inputs, kernel, self.strides)
-    elif implementation == "matmul":
-      outputs = matmul_conv_transpose(inputs, kernel, self.strides)
-    else:
-      outputs = lax.conv_transpose(inputs, kernel, tuple(self.strides), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
-    return outputs if bias is None else outputs + bias.reshape((1,) * (outputs.ndim - 1) + (-1,))
-
-
-class Conv(nn.Module):
-  """2-D convolution, "SAME" padding, NHWC: `flax.linen.Conv(..., padding="SAME")` with a choice of form.
+  Subclasses name their forms (functions `(inputs, kernel, strides) -> outputs`)
+  and say which one "auto" picks.
 
   Attributes:
     features: output channels.
     kernel_size: (height, width) of the kernel.
     strides: (height, width) strides.
     use_bias: whether to add a bias.
-    implementation: "xla" (`lax.conv_general_dilated`, as Flax computes it),
-      "im2col" (see `im2col_conv`), or "auto" (`auto_conv_implementation`:
-      "im2col" for strided float32 convolutions on CPU, "xla" otherwise).
+    implementation: "auto" or one of the subclass's forms.
     dtype: computation dtype; the parameters are float32 and cast to it.
   """
 
@@ -273,20 +213,70 @@ class Conv(nn.Module):
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
   dtype: Any = jnp.float32
 
+  forms: ClassVar[dict[str, Callable[[jax.Array, jax.Array, Sequence[int]], jax.Array]]] = {}
+  config_name: ClassVar[str] = ""
+
+  def auto_form(self, dtype: Any) -> str:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    _check_implementation(self.implementation, CONV_IMPLEMENTATIONS, "conv")
-    inputs, kernel, bias = _parameters_in_compute_dtype(self, inputs)
-    implementation = self.implementation
-    if implementation == "auto":
-      implementation = auto_conv_implementation(self.strides, inputs.dtype)
-    if implementation == "im2col":
-      outputs = im2col_conv(inputs, kernel, self.strides)
-    else:
-      outputs = lax.conv_general_dilated(
-        inputs, kernel, tuple(self.strides), "SAME", dimension_numbers=_DIMENSION_NUMBERS
+    choices = ("auto", *self.forms)
+    if self.implementation not in choices:
+      raise ValueError(
+        f"Unknown {self.config_name} implementation {self.implementation!r}; choose one of {', '.join(choices)}."
       )
+    kernel_shape = tuple(self.kernel_size) + (inputs.shape[-1], self.features)
+    kernel = self.param("kernel", self.kernel_init, kernel_shape, jnp.float32)
+    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+    inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    form = self.auto_form(inputs.dtype) if self.implementation == "auto" else self.implementation
+    outputs = self.forms[form](inputs, kernel, self.strides)
     return outputs if bias is None else outputs + bias.reshape((1,) * (outputs.ndim - 1) + (-1,))
+
+
+class ConvTranspose(_ConvolutionInForms):
+  """2-D transposed convolution: `flax.linen.ConvTranspose(..., padding="SAME")` with a choice of form.
+
+  `strides` are the upsampling factors. `implementation`: "xla"
+  (`lax.conv_transpose`, as Flax computes it), "subpixel", "matmul" (see the
+  module docstring), or "auto" ("matmul" on CPU, "xla" elsewhere).
+  """
+
+  kernel_size: tuple[int, int] = (4, 4)
+  strides: tuple[int, int] = (2, 2)
+
+  forms: ClassVar = {"xla": _xla_conv_transpose, "subpixel": subpixel_conv_transpose, "matmul": matmul_conv_transpose}
+  config_name: ClassVar[str] = "conv_transpose"
+
+  def auto_form(self, dtype: Any) -> str:
+    return "matmul" if _on_cpu() else "xla"
+
+
+class Conv(_ConvolutionInForms):
+  """2-D convolution: `flax.linen.Conv(..., padding="SAME")` with a choice of form.
+
+  `implementation`: "xla" (`lax.conv_general_dilated`, as Flax computes it),
+  "im2col" (see `im2col_conv`), or "auto" (see `auto_form`).
+  """
+
+  forms: ClassVar = {"xla": _xla_conv, "im2col": im2col_conv}
+  config_name: ClassVar[str] = "conv"
+
+  def auto_form(self, dtype: Any) -> str:
+    """im2col for strided float32 convolutions on CPU, XLA's form otherwise.
+
+    Measured on whole train steps (benchmarks/conv_forms.py): in float32,
+    im2col made the DCGAN step at batch 256 and the WGAN-GP step (whose
+    penalty differentiates the input gradient again) much faster, and the
+    DCGAN step at batch 64 8-13 % slower; one rule covers them, and
+    `implementation="xla"` is there for the last case. In bfloat16 XLA:CPU's
+    matrix products are slower than its float32 ones, and im2col made the
+    DCGAN step 40 % slower.
+    """
+    if _on_cpu() and max(self.strides) > 1 and jnp.dtype(dtype) == jnp.float32:
+      return "im2col"
+    return "xla"
 
 
 def max_pool_2x2(inputs: jax.Array) -> jax.Array:
