@@ -1,14 +1,25 @@
-"""Helpers shared by the benchmark scripts: loading configs and timing."""
+"""Helpers shared by the benchmark scripts: loading configs and timing.
+
+Importing this module applies gdjax's default XLA flags (`gdjax.xla_flags`),
+as the `gdjax` command does, so the scripts time what training runs; every
+script imports it before it first uses JAX. Results record the XLA_FLAGS they
+ran with.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import time
 from datetime import date
 from pathlib import Path
+
+from gdjax import xla_flags
+
+xla_flags.apply_defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER_CONFIGS = ("cnn_fashion_mnist", "mlp_fashion_mnist", "linear_svm_fashion_mnist")
@@ -29,8 +40,6 @@ def config_names(task: str) -> list[str]:
 
 
 def machine_description() -> str:
-  import os
-
   import jax
 
   cpu = platform.processor() or platform.machine()
@@ -59,7 +68,11 @@ def write_results(name: str, rows: list[dict], *, merge_key: str | None = None, 
   out_dir = REPO / "benchmarks" / "results"
   out_dir.mkdir(exist_ok=True)
   path = out_dir / f"{name}.json"
-  stamp = {"date": date.today().isoformat(), "machine": machine_description()}
+  stamp = {
+    "date": date.today().isoformat(),
+    "machine": machine_description(),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
   rows = [{**row, **stamp} for row in rows]
   if merge_key and path.exists():
     fresh = {row[merge_key] for row in rows}

@@ -113,13 +113,19 @@ class DCGANTrainer:
     decay = min(self.ema_decay, (1.0 + self.updates) / (10.0 + self.updates))
     self.updates += 1
     with torch.no_grad():
-      for ema, current in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
-        ema.mul_(decay).add_(current, alpha=1.0 - decay)
-      for ema, current in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+      # One multi-tensor update per list, as torch.optim's foreach Adam: on a GPU, a loop of
+      # per-tensor kernels would make the eager reference launch-bound for no reason.
+      ema_floats, current_floats = [], []
+      pairs = [*zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True)]
+      pairs += zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True)
+      for ema, current in pairs:
         if ema.dtype.is_floating_point:
-          ema.mul_(decay).add_(current, alpha=1.0 - decay)
+          ema_floats.append(ema)
+          current_floats.append(current)
         else:
           ema.copy_(current)
+      torch._foreach_mul_(ema_floats, decay)
+      torch._foreach_add_(ema_floats, current_floats, alpha=1.0 - decay)
     # Tensors, not floats: reading them back is a host sync, left to the caller's log steps.
     return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 

@@ -108,6 +108,7 @@ class MLPGANTrainer:
     decay = min(0.999, (1.0 + self.updates) / (10.0 + self.updates))
     self.updates += 1
     with torch.no_grad():
-      for ema, current in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
-        ema.mul_(decay).add_(current, alpha=1.0 - decay)
+      ema, current = list(self.ema_generator.parameters()), list(self.generator.parameters())
+      torch._foreach_mul_(ema, decay)  # Multi-tensor updates, as torch.optim's foreach Adam.
+      torch._foreach_add_(ema, current, alpha=1.0 - decay)
     return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}

@@ -237,6 +237,9 @@ def _explain_flag_error(error: flags.Error) -> str:
 
 def entry_point() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only the input pipeline.
+  from gdjax import xla_flags
+
+  xla_flags.apply_defaults()  # Before anything starts a JAX backend.
   sys.exit(main())
 
 
