@@ -38,8 +38,10 @@ def test_opt_out_variable_turns_them_off():
   assert "XLA_FLAGS" not in environ
 
 
-def _clean_env() -> dict:
-  return {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GDJAX_XLA_DEFAULTS")}
+def _run_python(code: str, **env) -> subprocess.CompletedProcess:
+  """Runs `code` in a fresh interpreter with no XLA_FLAGS or GDJAX_XLA_DEFAULTS but those in `env`."""
+  clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GDJAX_XLA_DEFAULTS")}
+  return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=120)
 
 
 def test_the_gdjax_command_applies_them():
@@ -53,7 +55,7 @@ def test_the_gdjax_command_applies_them():
     "  pass\n"
     "print(os.environ['XLA_FLAGS'])\n"
   )
-  done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, timeout=120)
+  done = _run_python(code)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.splitlines()[-1] == YNN_DEFAULT
 
@@ -68,7 +70,7 @@ def test_this_jaxlib_accepts_them():
     "value = float(jax.jit(lambda x: jnp.sum(x * x))(jnp.arange(4.0)))\n"
     "print(os.environ['XLA_FLAGS'], value)\n"
   )
-  done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, timeout=120)
+  done = _run_python(code)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split() == [YNN_DEFAULT, "14.0"]
 
@@ -76,8 +78,7 @@ def test_this_jaxlib_accepts_them():
 def test_an_unknown_flag_would_be_caught():
   """The check above can fail: XLA rejects a flag it does not know."""
   code = "import jax; jax.devices()"
-  env = dict(os.environ, XLA_FLAGS="--xla_cpu_no_such_flag_for_gdjax=1")
-  done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+  done = _run_python(code, XLA_FLAGS="--xla_cpu_no_such_flag_for_gdjax=1")
   assert done.returncode != 0
 
 
