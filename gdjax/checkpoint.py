@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import inspect
 import json
 import logging
 import os
 import socket
+import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +182,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | 
       f"No checkpoint in {manager.directory}. Train first with "
       "`gdjax train --config configs/<name>.py --workdir <workdir>`."
     )
+  _hide_abandoned_read_reports()  # Before the read: a failed one's leftovers can report at any time.
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
   except Exception as e:  # Orbax raises many types for a tree that does not fit.
@@ -188,6 +192,42 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | 
       "it, or a fresh --workdir."
     ) from e
   return restored["state"]
+
+
+def _hide_abandoned_read_reports() -> None:
+  """Keeps Python from reporting the reads a failed Orbax restore abandons.
+
+  When one array of a checkpoint fails to read, Orbax raises at once and
+  leaves the other arrays' reads unfinished. They end later, in one of two
+  ways that Python can only print as "Exception ignored in: ...", possibly
+  long after gdjax has said in one line what went wrong and fallen back:
+  - Python frees an unfinished read coroutine and closes it, and Orbax's
+    error handler turns that close (GeneratorExit) into an exception with a
+    page of TensorStore spec;
+  - a read that TensorStore finishes afterwards calls back into Orbax's event
+    loop, which is closed by then ("Event loop is closed", from asyncio).
+  This hook, installed once before the first restore, drops exactly those two
+  reports. Every other
+  report goes to the hook that was there before.
+  """
+  if getattr(sys.unraisablehook, "drops_abandoned_orbax_reads", False):
+    return
+  previous_hook = sys.unraisablehook
+
+  def is_abandoned_read(unraisable) -> bool:
+    obj, error = unraisable.object, unraisable.exc_value
+    if inspect.iscoroutine(obj):
+      return "orbax" in obj.cr_code.co_filename and isinstance(error.__cause__, GeneratorExit)
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and unraisable.exc_traceback:
+      return "asyncio" in traceback.extract_tb(unraisable.exc_traceback)[-1].filename
+    return False
+
+  def hook(unraisable):
+    if not is_abandoned_read(unraisable):
+      previous_hook(unraisable)
+
+  hook.drops_abandoned_orbax_reads = True
+  sys.unraisablehook = hook
 
 
 def best_step(manager: ocp.CheckpointManager, metric: str, mode: str) -> int | None:

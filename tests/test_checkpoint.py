@@ -1,5 +1,9 @@
 """Orbax checkpoints: retention (last K plus the best), restore across shardings."""
 
+import asyncio
+import sys
+import types
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -119,3 +123,40 @@ def test_empty_workdir_says_train_first(tmp_path):
   manager = checkpoint.open_manager(tmp_path)
   with pytest.raises(CheckpointError, match="Train first"):
     checkpoint.restore(manager, {})
+
+
+def test_only_the_reports_of_abandoned_orbax_reads_are_dropped(monkeypatch):
+  reported = []
+  monkeypatch.setattr(sys, "unraisablehook", reported.append)
+  checkpoint._hide_abandoned_read_reports()
+  checkpoint._hide_abandoned_read_reports()  # Installed once, not stacked.
+  assert sys.unraisablehook.drops_abandoned_orbax_reads
+
+  def report(obj, error):
+    sys.unraisablehook(types.SimpleNamespace(object=obj, exc_value=error, exc_traceback=error.__traceback__))
+
+  # A read coroutine of Orbax's, closed unfinished: its error is caused by GeneratorExit.
+  namespace = {}
+  exec(compile("async def read_shard():\n  pass\n", "/site-packages/orbax/checkpoint/fake.py", "exec"), namespace)
+  orbax_read, other_coroutine = namespace["read_shard"](), asyncio.sleep(0)
+  closed_read = Exception("Encountered error while reading array index")
+  closed_read.__cause__ = GeneratorExit()
+  # A late TensorStore callback into a closed event loop.
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    late_callback = e
+  report(orbax_read, closed_read)
+  report(None, late_callback)
+  assert reported == []
+  # Anything else still reaches the previous hook.
+  failed_read = Exception("a real failure")
+  report(orbax_read, failed_read)
+  report(other_coroutine, closed_read)
+  unrelated = RuntimeError("Event loop is closed")  # The same words, but not raised inside asyncio.
+  report(None, unrelated)
+  assert [r.exc_value for r in reported] == [failed_read, closed_read, unrelated]
+  orbax_read.close()
+  other_coroutine.close()

@@ -94,8 +94,8 @@ class ClassifierTask:
       "loss": data_loss,
       "objective": total_loss,
       "accuracy": jnp.mean(jnp.argmax(scores, -1) == batch["label"]),
-      "grad_norm": optax.global_norm(grads),
-      "param_norm": optax.global_norm(params),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
       "learning_rate": self.schedule(state.step),
     }
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)

@@ -168,7 +168,7 @@ class GANTask:
       "penalty": penalty,
       "d_real": d_real,
       "d_fake": d_fake,
-      "d_grad_norm": optax.global_norm(grads),
+      "d_grad_norm": optax.tree.norm(grads),
     }
     return discriminator, opt_state, metrics
 
@@ -221,7 +221,7 @@ class GANTask:
     metrics = {
       **d_metrics,
       "g_loss": g_loss,
-      "g_grad_norm": optax.global_norm(g_grads),
+      "g_grad_norm": optax.tree.norm(g_grads),
       "learning_rate": self.generator_schedule(state.step),
     }
     new_state = state.replace(
