@@ -28,6 +28,7 @@ Run:
   .venv/bin/python benchmarks/suite.py [--models dcgan cnn mlp_gan] [--batch_sizes 64 256] [--repeats 5]
   .venv/bin/python benchmarks/suite.py --device gpu  # PyTorch on CUDA; jax must see the GPU
   .venv/bin/python benchmarks/suite.py --device gpu --dtype bfloat16  # mixed precision on both sides
+  .venv/bin/python benchmarks/suite.py --torch_compile  # against torch.compile'd models, not eager ones
 
 `--dtype bfloat16` runs gdjax with `config.compute_dtype = "bfloat16"` and the
 reference under `torch.autocast(dtype=torch.bfloat16)`: float32 weights and
@@ -35,8 +36,8 @@ optimizer state, bfloat16 activations, matmuls and convolutions, on both
 sides. On a GPU, float32 runs let both sides use TF32 tensor cores, as XLA
 does by default.
 
-Nothing about the reference is slowed down: it runs eagerly on tensors on its
-device, with `set_to_none` gradients and no host syncs inside the timed
+Nothing about the reference is slowed down: it runs eagerly (or, with
+`--torch_compile`, its models under `torch.compile`) on tensors on its device, with `set_to_none` gradients and no host syncs inside the timed
 windows except the one that ends each window on both sides.
 """
 
@@ -157,10 +158,28 @@ class GdjaxStep:
 
 
 class TorchStep:
-  """The PyTorch reference's step; with bfloat16, under autocast (float32 weights, bfloat16 compute)."""
+  """The PyTorch reference's step; with bfloat16, under autocast (float32 weights, bfloat16 compute).
 
-  def __init__(self, factory, float_images: bool, examples: int, device: str, random, dtype: str = "float32"):
+  With `compile`, each model the step runs (G and D, or the classifier) is
+  wrapped in `torch.compile` (default mode, Inductor); the loss, optimizer
+  and EMA updates stay eager, as in a typical compiled PyTorch training loop.
+  """
+
+  def __init__(
+    self,
+    factory,
+    float_images: bool,
+    examples: int,
+    device: str,
+    random,
+    dtype: str = "float32",
+    compile: bool = False,
+  ):
     self.trainer, self.device = factory(device), device
+    if compile:
+      for name, module in vars(self.trainer).items():
+        if isinstance(module, torch.nn.Module) and name != "ema_generator":  # The EMA copy only accumulates.
+          setattr(self.trainer, name, torch.compile(module))
     self.autocast_dtype = TORCH_DTYPES[dtype] if dtype != "float32" else None
     images = torch.from_numpy(random.integers(0, 256, (examples, 1, 28, 28), dtype=np.uint8)).to(device)
     if float_images:
@@ -211,14 +230,25 @@ def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | No
   return count / (time.perf_counter() - start)
 
 
-def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_device: str, peak: float, dtype: str):
+def measure(
+  model: str,
+  batch_size: int,
+  repeats: int,
+  window_s: float,
+  torch_device: str,
+  peak: float,
+  dtype: str,
+  torch_compile: bool = False,
+):
   config_name, factory, float_images = MODELS[model]
   random = np.random.default_rng(0)
   ours = GdjaxStep(config_name, batch_size, random, dtype)
-  theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random, dtype)
-  # Warm-up, and the window length that takes about `window_s` seconds.
+  theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random, dtype, torch_compile)
+  # Warm-up (for torch.compile, its compilation), and the window length that takes about `window_s` seconds.
   ours.run(3)
+  start = time.perf_counter()
   theirs.run(3)
+  torch_warmup_s = time.perf_counter() - start
   rates = {"gdjax": 3 / ours.run(3), "pytorch": 3 / theirs.run(3)}
   steps = {name: max(3, int(rate * window_s)) for name, rate in rates.items()}
   gdjax_rates, torch_rates = [], []
@@ -231,7 +261,9 @@ def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_de
   return {
     "model": model,
     "batch_size": batch_size,
-    "key": f"{model}@{batch_size}" + ("" if dtype == "float32" else f"/{dtype}"),
+    "key": f"{model}@{batch_size}"
+    + ("" if dtype == "float32" else f"/{dtype}")
+    + ("/compiled" if torch_compile else ""),
     "gdjax_steps_per_s": gdjax_steps_per_s,
     "pytorch_steps_per_s": statistics.median(torch_rates),
     "gdjax_examples_per_s": gdjax_steps_per_s * batch_size,
@@ -240,6 +272,8 @@ def measure(model: str, batch_size: int, repeats: int, window_s: float, torch_de
     "ratio_min": min(ratios),
     "ratio_max": max(ratios),
     "compile_s": ours.compile_s,
+    "pytorch_warmup_s": torch_warmup_s,
+    "pytorch_compiled": torch_compile,
     "gflops_per_step": ours.flops_per_step / 1e9,
     "mfu": ours.flops_per_step * gdjax_steps_per_s / peak,
     "pytorch_mfu": ours.flops_per_step * statistics.median(torch_rates) / peak,
@@ -262,6 +296,11 @@ def main() -> None:
     choices=list(TORCH_DTYPES),
     default="float32",
     help="bfloat16: gdjax's compute_dtype=bfloat16 against torch.autocast(bfloat16), float32 weights on both",
+  )
+  parser.add_argument(
+    "--torch_compile",
+    action="store_true",
+    help="wrap the PyTorch reference's models in torch.compile (Inductor) instead of running them eagerly",
   )
   args = parser.parse_args()
 
@@ -286,7 +325,9 @@ def main() -> None:
   rows = []
   for model in args.models:
     for batch_size in args.batch_sizes:
-      row = measure(model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"], args.dtype)
+      row = measure(
+        model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"], args.dtype, args.torch_compile
+      )
       print(
         f"{row['key']}: gdjax {row['gdjax_steps_per_s']:.2f} steps/s, "
         f"pytorch {row['pytorch_steps_per_s']:.2f} steps/s, ratio {row['ratio']:.2f}",
@@ -304,6 +345,7 @@ def main() -> None:
       ("ratio", "ratio (median)"),
       ("gdjax_examples_per_s", "gdjax examples/s"),
       ("compile_s", "compile s"),
+      ("pytorch_warmup_s", "pytorch warm-up s"),
       ("gflops_per_step", "GFLOP/step"),
       ("mfu", "gdjax MFU"),
       ("pytorch_mfu", "pytorch MFU"),
@@ -317,7 +359,9 @@ def main() -> None:
       f"the fastest step's consumption ({fastest['key']}: {fastest['gdjax_examples_per_s']:.0f} examples/s)"
     )
   path = write_results(
-    f"suite_{args.device}" + ("" if args.dtype == "float32" else f"_{args.dtype}"),
+    f"suite_{args.device}"
+    + ("" if args.dtype == "float32" else f"_{args.dtype}")
+    + ("_torch_compile" if args.torch_compile else ""),
     rows,
     merge_key="key",
     matmul_peak_flops=peak,
