@@ -37,7 +37,8 @@ sides. On a GPU, float32 runs let both sides use TF32 tensor cores, as XLA
 does by default.
 
 Nothing about the reference is slowed down: it runs eagerly (or, with
-`--torch_compile`, its models under `torch.compile`) on tensors on its device, with `set_to_none` gradients and no host syncs inside the timed
+`--torch_compile`, its models under `torch.compile`) on tensors on its
+device, with `set_to_none` gradients and no host syncs inside the timed
 windows except the one that ends each window on both sides.
 """
 
@@ -160,7 +161,7 @@ class GdjaxStep:
 class TorchStep:
   """The PyTorch reference's step; with bfloat16, under autocast (float32 weights, bfloat16 compute).
 
-  With `compile`, each model the step runs (G and D, or the classifier) is
+  With `torch_compile`, each model the step runs (G and D, or the classifier) is
   wrapped in `torch.compile` (default mode, Inductor); the loss, optimizer
   and EMA updates stay eager, as in a typical compiled PyTorch training loop.
   """
@@ -173,10 +174,10 @@ class TorchStep:
     device: str,
     random,
     dtype: str = "float32",
-    compile: bool = False,
+    torch_compile: bool = False,
   ):
     self.trainer, self.device = factory(device), device
-    if compile:
+    if torch_compile:
       for name, module in vars(self.trainer).items():
         if isinstance(module, torch.nn.Module) and name != "ema_generator":  # The EMA copy only accumulates.
           setattr(self.trainer, name, torch.compile(module))
