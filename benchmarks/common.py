@@ -1,9 +1,10 @@
-"""Helpers shared by the benchmark scripts: loading configs and timing.
+"""What the benchmark scripts share: configs, the machine's description, results files and tables.
 
 Importing this module applies gdjax's default XLA flags (`gdjax.xla_flags`),
-as the `gdjax` command does, so the scripts time what training runs; every
-script imports it before it first uses JAX. Results record the XLA_FLAGS they
-ran with.
+as the `gdjax` command does, so the scripts time what training runs. XLA
+reads the flags when JAX starts its first backend, so every script imports
+this module before it first uses JAX. Results record the XLA_FLAGS they ran
+with.
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
-import statistics
-import time
 from datetime import date
 from pathlib import Path
 
 from gdjax import xla_flags
+from gdjax.sweep import report
 
 xla_flags.apply_defaults()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Before TensorFlow loads (gdjax.data imports it).
 
 REPO = Path(__file__).resolve().parents[1]
-CLASSIFIER_CONFIGS = ("cnn_fashion_mnist", "mlp_fashion_mnist", "linear_svm_fashion_mnist")
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def load_config(name: str):
@@ -34,40 +34,17 @@ def load_config(name: str):
   return module.get_config()
 
 
-def config_names(task: str) -> list[str]:
-  """The configs in `configs/` whose `task` is `task`, so a new config file is picked up by itself."""
-  return sorted(p.stem for p in (REPO / "configs").glob("*.py") if load_config(p.stem).task == task)
-
-
 def machine_description() -> str:
+  """CPU model, core count, Python and jax versions (as `gdjax sweep` records them), and JAX's backend."""
   import jax
 
-  cpu = platform.processor() or platform.machine()
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
-
-
-def median_rate(count: int, seconds: list[float]) -> float:
-  return count / statistics.median(seconds)
-
-
-def timed(fn):
-  start = time.perf_counter()
-  result = fn()
-  return result, time.perf_counter() - start
+  return f"{report.machine_description()} on {jax.default_backend()}"
 
 
 def write_results(name: str, rows: list[dict], *, merge_key: str | None = None, **extra) -> Path:
   """Writes `benchmarks/results/<name>.json`; with `merge_key`, rows of earlier runs with other keys stay."""
-  out_dir = REPO / "benchmarks" / "results"
-  out_dir.mkdir(exist_ok=True)
-  path = out_dir / f"{name}.json"
+  RESULTS.mkdir(exist_ok=True)
+  path = RESULTS / f"{name}.json"
   stamp = {
     "date": date.today().isoformat(),
     "machine": machine_description(),
@@ -83,6 +60,7 @@ def write_results(name: str, rows: list[dict], *, merge_key: str | None = None, 
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+  """`rows` as a plain-text table of `columns`, `(key, title)` pairs; floats to 4 significant digits."""
   header = " | ".join(title for _, title in columns)
   print(header)
   print("-" * len(header))

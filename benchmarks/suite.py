@@ -2,39 +2,50 @@
 
 For each benchmark model (the DCGAN, the CNN classifier and the MLP GAN, each
 at batch 64 and 256) it builds gdjax's jitted train step from the config in
-`configs/` and the PyTorch reference of the same architecture, loss,
-optimizer and batch (`torch_dcgan.py`, `torch_reference.py`). After a warm-up
-of both, it times windows of steps alternately (gdjax, PyTorch, gdjax, ...)
-on fixed random batches already on the device, and reports per model:
+`configs/` (state from `gdjax.run_state.create_or_restore`, as training gets
+it) and the PyTorch reference of the same architecture, loss, optimizer and
+batch (`benchmarks.torch_dcgan`, `benchmarks.torch_reference`). After a
+warm-up of both, it times windows of steps alternately (gdjax, PyTorch,
+gdjax, ...) on fixed random batches already on the device, and reports per
+model:
 
 - steps/s and examples/s of each side (medians over `--repeats` windows) and
   the median of the per-pair ratios gdjax / PyTorch;
 - gdjax's compile time;
 - MFU: model FLOPs per step, counted from the convolutions and matmuls of
-  gdjax's forward and backward pass (`gdjax.flops`), times steps/s, divided by
-  the matmul peak in the benchmark's dtype measured in the same run (the
-  faster of jnp.dot and torch.mm on 2048x2048 matrices, 8192x8192 on a GPU);
+  gdjax's forward and backward pass (`benchmarks.flops`), times steps/s,
+  divided by the matmul peak in the benchmark's dtype measured in the same
+  run (the faster of jnp.dot and torch.mm on 2048x2048 matrices, 8192x8192
+  on a GPU);
 - peak step memory: gdjax's from XLA's buffer assignment for the compiled
   step (arguments + outputs + temporaries - donated aliases); PyTorch's from
   `torch.cuda.max_memory_allocated` on a GPU and, on CPU, the high-water mark
-  of live tensor bytes over one step (`torch_memory.py`). Both count
+  of live tensor bytes over one step (`benchmarks.torch_memory`). Both count
   parameters, optimizer state, batch, activations and gradients, and neither
   counts framework code or allocator caches;
 - the input pipeline's examples/s on its own (Fashion-MNIST through
   `gdjax.data.train_batches`), against the fastest step's consumption.
 
-Run:
+Run from the repository root:
   pip install -e '.[bench]'
-  .venv/bin/python benchmarks/suite.py [--models dcgan cnn mlp_gan] [--batch_sizes 64 256] [--repeats 5]
-  .venv/bin/python benchmarks/suite.py --device gpu  # PyTorch on CUDA; jax must see the GPU
-  .venv/bin/python benchmarks/suite.py --device gpu --dtype bfloat16  # mixed precision on both sides
-  .venv/bin/python benchmarks/suite.py --torch_compile  # against torch.compile'd models, not eager ones
+  python -m benchmarks.suite [--models dcgan cnn mlp_gan] [--batch_sizes 64 256] [--repeats 5]
+  python -m benchmarks.suite --device gpu  # PyTorch on CUDA; jax must see the GPU
+  python -m benchmarks.suite --device gpu --dtype bfloat16  # mixed precision on both sides
+  python -m benchmarks.suite --torch_compile  # against torch.compile'd models, not eager ones
+  python -m benchmarks.suite --models dcgan --set model.discriminator.conv=xla  # another form of gdjax's step
 
 `--dtype bfloat16` runs gdjax with `config.compute_dtype = "bfloat16"` and the
 reference under `torch.autocast(dtype=torch.bfloat16)`: float32 weights and
 optimizer state, bfloat16 activations, matmuls and convolutions, on both
 sides. On a GPU, float32 runs let both sides use TF32 tensor cores, as XLA
 does by default.
+
+`--set FIELD=VALUE` changes gdjax's config only (the reference stays as it
+is), to time another form of the same step against the same PyTorch step:
+the convolution forms (`model.generator.conv_transpose`,
+`model.discriminator.conv`), or the CNN without batch norm
+(`model.use_batch_norm=False`, a bound on what any rewrite of batch norm
+could gain). The settings go into each result's key.
 
 Nothing about the reference is slowed down: it runs eagerly (or, with
 `--torch_compile`, its models under `torch.compile`) on tensors on its
@@ -45,25 +56,18 @@ windows except the one that ends each window on both sides.
 from __future__ import annotations
 
 import argparse
-import functools
+import ast
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch_dcgan  # noqa: E402
-import torch_reference  # noqa: E402
-from common import load_config, print_table, write_results  # noqa: E402
-from torch_memory import peak_bytes_of_call, resident_tensors  # noqa: E402
-
-from gdjax import flops, parallel, tasks  # noqa: E402
+from benchmarks import common, flops, torch_dcgan, torch_memory, torch_reference
+from gdjax import parallel, run_state, tasks
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -109,6 +113,8 @@ def _sync(torch_device: str) -> None:
 
 
 class GdjaxStep:
+  """gdjax's jitted train step of `configs/<config_name>.py` on a fixed random batch, compiled and ready to time."""
+
   def __init__(
     self,
     config_name: str,
@@ -117,16 +123,15 @@ class GdjaxStep:
     dtype: str = "float32",
     overrides: dict | None = None,
   ):
-    config = load_config(config_name)
+    config = common.load_config(config_name)
     config.batch_size = batch_size
     config.compute_dtype = dtype
     config.update_from_flattened_dict(overrides or {})  # e.g. {"model.discriminator.conv": "xla"}
     self.task = tasks.build_task(config)
     mesh = parallel.make_data_mesh()
-    init_state = functools.partial(self.task.init_state, image_shape=(28, 28, 1))
-    self.rng = jax.random.key(0)
-    shapes = jax.eval_shape(init_state, self.rng)
-    self.state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(self.rng)
+    run = run_state.create_or_restore(self.task, mesh, image_shape=(28, 28, 1), seed=0)
+    self.state = run.state
+    _, self.rng = run_state.root_keys(0)  # The step key, as the loop passes it.
     examples = self.task.examples_per_step
     self.batch = jax.device_put(
       {
@@ -135,7 +140,7 @@ class GdjaxStep:
       },
       parallel.batch_sharding(mesh),
     )
-    step = parallel.jit_train_step(self.task.train_step, shapes, mesh)
+    step = parallel.jit_train_step(self.task.train_step, run.shapes, mesh)
     start = time.perf_counter()
     self.compiled = step.lower(self.state, self.batch, self.rng).compile()
     self.compile_s = time.perf_counter() - start
@@ -208,12 +213,13 @@ class TorchStep:
       self._step()
       torch.cuda.synchronize()
       return torch.cuda.max_memory_allocated()
-    return peak_bytes_of_call(self._step, resident_tensors(*vars(self.trainer).values(), self.batch))
+    resident = torch_memory.resident_tensors(*vars(self.trainer).values(), self.batch)
+    return torch_memory.peak_bytes_of_call(self._step, resident)
 
 
 def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | None:
   """Fashion-MNIST batches out of gdjax's input pipeline alone; None without the dataset."""
-  config = load_config("cnn_fashion_mnist")
+  config = common.load_config("cnn_fashion_mnist")
   try:
     from gdjax import data  # TensorFlow, imported only here: a GPU box may time the steps without it.
 
@@ -231,19 +237,36 @@ def pipeline_examples_per_s(batch_size: int, seconds: float = 3.0) -> float | No
   return count / (time.perf_counter() - start)
 
 
+def parse_overrides(items: list[str]) -> dict:
+  """`FIELD=VALUE` strings as a flattened config dict; values are Python literals (False, 3, 1e-3) or plain strings."""
+  overrides = {}
+  for item in items:
+    field, sep, text = item.partition("=")
+    if not sep or not field:
+      raise SystemExit(f"--set takes FIELD=VALUE, e.g. model.discriminator.conv=xla; got {item!r}.")
+    try:
+      overrides[field] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      overrides[field] = text
+  return overrides
+
+
 def measure(
   model: str,
   batch_size: int,
+  *,
   repeats: int,
   window_s: float,
   torch_device: str,
   peak: float,
   dtype: str,
   torch_compile: bool = False,
-):
+  overrides: dict | None = None,
+) -> dict:
+  """One model at one batch size: both steps timed alternately; one row of the results."""
   config_name, factory, float_images = MODELS[model]
   random = np.random.default_rng(0)
-  ours = GdjaxStep(config_name, batch_size, random, dtype)
+  ours = GdjaxStep(config_name, batch_size, random, dtype, overrides)
   theirs = TorchStep(factory, float_images, ours.task.examples_per_step, torch_device, random, dtype, torch_compile)
   # Warm-up (for torch.compile, its compilation), and the window length that takes about `window_s` seconds.
   ours.run(3)
@@ -264,7 +287,8 @@ def measure(
     "batch_size": batch_size,
     "key": f"{model}@{batch_size}"
     + ("" if dtype == "float32" else f"/{dtype}")
-    + ("/compiled" if torch_compile else ""),
+    + ("/compiled" if torch_compile else "")
+    + "".join(f" {field}={value}" for field, value in (overrides or {}).items()),
     "gdjax_steps_per_s": gdjax_steps_per_s,
     "pytorch_steps_per_s": statistics.median(torch_rates),
     "gdjax_examples_per_s": gdjax_steps_per_s * batch_size,
@@ -281,6 +305,7 @@ def measure(
     "gdjax_peak_mib": ours.peak_bytes / 2**20 if ours.peak_bytes is not None else None,
     "pytorch_peak_mib": torch_peak_bytes / 2**20,
     "dtype": dtype,
+    "overrides": overrides or {},
     "repeats": repeats,
   }
 
@@ -303,7 +328,15 @@ def main() -> None:
     action="store_true",
     help="wrap the PyTorch reference's models in torch.compile (Inductor) instead of running them eagerly",
   )
+  parser.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="override a field of gdjax's config (not the reference's), e.g. model.discriminator.conv=xla; repeatable",
+  )
   args = parser.parse_args()
+  overrides = parse_overrides(args.set)
 
   torch_device = "cuda" if args.device == "gpu" else "cpu"
   if args.device == "gpu" and (jax.default_backend() != "gpu" or not torch.cuda.is_available()):
@@ -327,7 +360,15 @@ def main() -> None:
   for model in args.models:
     for batch_size in args.batch_sizes:
       row = measure(
-        model, batch_size, args.repeats, args.window_s, torch_device, peak["peak"], args.dtype, args.torch_compile
+        model,
+        batch_size,
+        repeats=args.repeats,
+        window_s=args.window_s,
+        torch_device=torch_device,
+        peak=peak["peak"],
+        dtype=args.dtype,
+        torch_compile=args.torch_compile,
+        overrides=overrides,
       )
       print(
         f"{row['key']}: gdjax {row['gdjax_steps_per_s']:.2f} steps/s, "
@@ -337,7 +378,7 @@ def main() -> None:
       rows.append(row)
   pipeline = pipeline_examples_per_s(max(args.batch_sizes))
   fastest = max(rows, key=lambda r: r["gdjax_examples_per_s"])
-  print_table(
+  common.print_table(
     rows,
     [
       ("key", "model@batch"),
@@ -359,7 +400,7 @@ def main() -> None:
       f"input pipeline alone: {pipeline:.0f} examples/s = {pipeline / fastest['gdjax_examples_per_s']:.1f}x "
       f"the fastest step's consumption ({fastest['key']}: {fastest['gdjax_examples_per_s']:.0f} examples/s)"
     )
-  path = write_results(
+  path = common.write_results(
     f"suite_{args.device}"
     + ("" if args.dtype == "float32" else f"_{args.dtype}")
     + ("_torch_compile" if args.torch_compile else ""),

@@ -1,7 +1,7 @@
 """A PyTorch reference of gdjax's DCGAN: same architecture, loss, optimizer, batch, steps.
 
-Used by `dcgan_vs_pytorch.py` to check that gdjax's GAN is implemented right,
-and by the speed benchmarks. Matching details:
+Used by `benchmarks.dcgan_vs_pytorch` to check that gdjax's GAN is implemented
+right, and by `benchmarks.suite` to time it. Matching details:
 - Generator: Linear(100, 7*7*2w, no bias) -> BatchNorm1d -> ReLU -> reshape ->
   ConvTranspose(2w->w, 4, stride 2) -> BatchNorm2d -> ReLU ->
   ConvTranspose(w->1, 4, stride 2) -> tanh. Discriminator: Conv(1->w, 4, /2) ->

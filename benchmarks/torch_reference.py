@@ -4,7 +4,7 @@ Each trainer does what the gdjax config's train step does, with the same
 layer shapes, initialisation, loss, optimizer and batch: `step(batch)` runs
 one update on tensors already on the trainer's device and returns its
 metrics as tensors (no host sync). The DCGAN reference is
-`torch_dcgan.DCGANTrainer`.
+`benchmarks.torch_dcgan.DCGANTrainer`; `benchmarks.suite` times them all.
 
 - CNN (configs/cnn_fashion_mnist.py): two stages of two 3x3 conv-BN-ReLU
   blocks (16, then 32 channels), 2x2 max-pool after each, dropout 0.2,
@@ -25,7 +25,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_dcgan import lecun_normal_
+
+from benchmarks.torch_dcgan import lecun_normal_
 
 
 def _dense(in_features: int, out_features: int) -> nn.Linear:

@@ -2,21 +2,21 @@
 
 Run:
   gdjax train --config configs/mlp_fashion_mnist.py --workdir workdirs/mlp
-  gdjax eval --workdir workdirs/mlp
+  gdjax eval --workdir workdirs/mlp --checkpoint best
 
 Model: 784 -> 512 -> 256 -> 10, ReLU, dropout 0.3, random horizontal flips;
 Adam 1e-3 with cosine decay, batch 128, 12,000 steps (28 epochs of 54,000 images).
 
-Takes: about 1.3 minutes on a 2-core CPU (AMD EPYC, 2026-11-22).
-Reaches: 0.8949 test accuracy (validation 0.9045), measured by
-  .venv/bin/python benchmarks/classifier_accuracy.py --configs mlp_fashion_mnist
+Takes: about 1.5 minutes on the 2-core CPU.
+Reaches: docs/results.md, "Classifiers" (made by
+`gdjax sweep --sweep configs/sweeps/classifiers.py`).
 """
 
-from gdjax import config_defaults
+from gdjax.tasks import classifier
 
 
 def get_config():
-  config = config_defaults.classifier_config()
+  config = classifier.default_config()
   config.model = dict(name="mlp", hidden_sizes=(512, 256), dropout_rate=0.3)
   config.augment.flip = True
   config.total_steps = 12000

@@ -53,6 +53,13 @@ class WorkdirInUseError(CheckpointError):
 # fits a config that agrees with it on these.
 STRUCTURAL_FIELDS = ("task", "model")
 
+# The layout of `config.json` and of the state pytree. Workdirs without the
+# key were written by gdjax 0.1.0 (format 1: a GAN state without regulariser
+# state, one evaluator per task chosen by its type); this gdjax writes and
+# reads format 2 and refuses the others rather than misread them.
+WORKDIR_FORMAT_KEY = "gdjax_workdir_format"
+WORKDIR_FORMAT = 2
+
 
 def open_manager(
   workdir: str | Path,
@@ -247,20 +254,28 @@ def abstract_with_sharding(state_shapes: Any, sharding: jax.sharding.Sharding) -
 
 
 def read_workdir_config(workdir: str | Path) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with."""
+  """The config a workdir was trained with; refuses a workdir of another format."""
   path = Path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise CheckpointError(
       f"{path} does not exist, so {workdir} is not a gdjax workdir (or its "
       "training never started). Pass the --workdir you trained in."
     )
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  saved = json.loads(path.read_text())
+  _check_format(workdir, saved)
+  saved.pop(WORKDIR_FORMAT_KEY)
+  return ml_collections.ConfigDict(saved)
 
 
-def check_or_write_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
-  """Checks that an existing `config.json` describes the same model, then writes it."""
-  check_workdir_config(workdir, config)
-  write_workdir_config(workdir, config)
+def _check_format(workdir, saved: dict) -> None:
+  found = saved.get(WORKDIR_FORMAT_KEY, 1)
+  if found != WORKDIR_FORMAT:
+    raise CheckpointError(
+      f"{workdir} was written by a gdjax with workdir format {found}; this gdjax reads format {WORKDIR_FORMAT} "
+      f"(its state pytree and config layout differ, so its checkpoints would be misread). Train again in a new "
+      f"--workdir, or use the gdjax version that wrote it ({'0.1.0' if found == 1 else 'a newer one'}) to "
+      "evaluate or sample it. Nothing in the workdir was changed."
+    )
 
 
 def check_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
@@ -272,6 +287,7 @@ def check_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict)
   path = Path(workdir) / CONFIG_FILE
   if path.is_file():
     saved = json.loads(path.read_text())
+    _check_format(workdir, saved)
     current = json.loads(json.dumps(config.to_dict()))  # Tuples become lists, as in the file.
     for field in STRUCTURAL_FIELDS:
       if saved.get(field) != current.get(field):
@@ -290,7 +306,8 @@ def write_workdir_config(workdir: str | Path, config: ml_collections.ConfigDict)
     path = Path(workdir) / CONFIG_FILE
     Path(workdir).mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{CONFIG_FILE}.{os.getpid()}")
-    partial.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    payload = {**config.to_dict(), WORKDIR_FORMAT_KEY: WORKDIR_FORMAT}
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     os.replace(partial, path)
 
 

@@ -2,9 +2,11 @@
 
   gdjax train   --config configs/cnn_fashion_mnist.py --workdir W [--config.FIELD=VALUE ...]
                 [--coordinator_address HOST:PORT --num_processes N --process_id I]
-  gdjax eval    --workdir W [--split test]
+  gdjax eval    --workdir W [--split test] [--checkpoint latest|best] [--evals NAME,...]
   gdjax predict --workdir W --images X.npy --out P.npy [--probs Q.npy]
-  gdjax sample  --workdir W --num N --out S.npy [--labels 0,1,2] [--raw_weights]
+  gdjax sample  --workdir W --num N --out S.npy [--seed S] [--labels 0,1,2] [--raw_weights] [--grid S.png]
+  gdjax sweep   --sweep configs/sweeps/NAME.py --out DIR [--parallel N] [--launcher local|ray] [--ray_address A]
+                [--seeds 0,1,2] [--set FIELD=VALUE ...] [--print_commands | --aggregate_only]
 
 Input errors (a bad config field, a missing dataset, a wrong array, a workdir
 of another model or in use by another run) print one message that says how to
@@ -59,11 +61,15 @@ def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
   flags.DEFINE_string(
     "split",
-    None,
-    "TFDS split to evaluate on (default: 'test' for classifiers, the reference split for GANs).",
+    "test",
+    "TFDS split that replaces the split of every evaluation that has one (the classifier's data, the GAN's "
+    "reference images).",
     flag_values=fv,
   )
-  flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
+  flags.DEFINE_enum(
+    "checkpoint", "latest", ["latest", "best"], "Which checkpoint: the last, or the best on validation.", flag_values=fv
+  )
+  flags.DEFINE_list("evals", None, "Only these entries of the run's config.evals (default: all).", flag_values=fv)
 
 
 def _define_predict_flags(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -95,10 +101,10 @@ def _train(fv: flags.FlagValues) -> None:
   if not main_process:
     return
   if metrics:
-    split = fv.config.dataset.eval_split
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     print(
-      f"Done. Final {split} metrics: "
-      + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+      "Done. Final evaluation: "
+      + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in numeric.items())
     )
   print(f"Checkpoints, metrics.jsonl and TensorBoard logs are in {fv.workdir}")
 
@@ -108,9 +114,9 @@ def _eval(fv: flags.FlagValues) -> None:
 
   _require(fv, "workdir")
   model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
-  split = fv.split or (model.config.evaluation.reference_split if model.config.task == "gan" else "test")
+  split = fv.split
   start = time.perf_counter()
-  metrics = model.evaluate(split)
+  metrics = model.evaluate(split, only=fv.evals)
   metrics.update(step=model.step, split=split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2))
   path = os.path.join(fv.workdir, "eval_" + "".join(c if c.isalnum() else "_" for c in split) + ".json")
   inference.write_json(path, metrics)
@@ -127,19 +133,21 @@ def _predict(fv: flags.FlagValues) -> None:
   images = inference.load_npy(fv.images)
   model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
   result = model.predict(images, batch_size=fv.batch_size)
-  np.save(fv.out, result["label"].astype(np.int32))
-  print(f"Wrote {len(result['label'])} labels to {fv.out}")
+  np.save(fv.out, result["labels"].astype(np.int32))
+  print(f"Wrote {len(result['labels'])} labels to {fv.out}")
   if fv.probs:
     np.save(fv.probs, result["probabilities"].astype(np.float32))
     print(f"Wrote class probabilities to {fv.probs}")
 
 
 def _define_sample_flags(fv: flags.FlagValues, argv: list[str]) -> None:
-  flags.DEFINE_string("workdir", None, "A GAN workdir written by `gdjax train`.", flag_values=fv)
-  flags.DEFINE_integer("num", 64, "How many images to generate.", flag_values=fv)
+  flags.DEFINE_string("workdir", None, "A workdir of a generator (GAN) written by `gdjax train`.", flag_values=fv)
+  flags.DEFINE_integer("num", 64, "How many images to generate: sample ids 0..num-1.", flag_values=fv)
   flags.DEFINE_string("out", None, "Where to write the images (.npy, uint8 [N, 28, 28, 1]).", flag_values=fv)
   flags.DEFINE_list("labels", None, "Conditional GANs: classes to generate, repeated cyclically.", flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Noise seed.", flag_values=fv)
+  flags.DEFINE_integer(
+    "seed", 0, "Noise seed (32-bit, may be negative); the evaluators draw theirs with seed 0.", flag_values=fv
+  )
   flags.DEFINE_bool("raw_weights", False, "Use the raw generator instead of its EMA.", flag_values=fv)
   flags.DEFINE_string("grid", None, "If set, also write the images as a PNG grid here.", flag_values=fv)
   flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to use.", flag_values=fv)
@@ -165,11 +173,24 @@ def _sample(fv: flags.FlagValues) -> None:
     print(f"Wrote a grid to {samples.save_image_grid(images, fv.grid)}")
 
 
+def _define_sweep_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  from gdjax.sweep import cli as sweep_cli
+
+  sweep_cli.define_flags(fv, argv)
+
+
+def _sweep(fv: flags.FlagValues) -> int:
+  from gdjax.sweep import cli as sweep_cli
+
+  return sweep_cli.run(fv)  # 1 if any run failed.
+
+
 COMMANDS = {
   "train": (_define_train_flags, _train),
   "eval": (_define_eval_flags, _eval),
   "predict": (_define_predict_flags, _predict),
   "sample": (_define_sample_flags, _sample),
+  "sweep": (_define_sweep_flags, _sweep),
 }
 
 
@@ -218,20 +239,20 @@ def main(argv: list[str] | None = None) -> int:
   from gdjax.errors import GdjaxError
 
   try:
-    run(fv)
+    status = run(fv)
   except (GdjaxError, _UsageError) as e:
     print(f"gdjax {command}: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print(f"gdjax {command}: interrupted.", file=sys.stderr)
     return 130
-  return 0
+  return int(status or 0)
 
 
 def _explain_flag_error(error: flags.Error) -> str:
   text = str(error)
   if "Unknown command line flag" in text or "FlagNameConflicts" in text:
-    return f"{text}. Run `gdjax {{train,eval,predict,sample}} --helpfull` to list the flags."
+    return f"{text}. Run `gdjax {{{','.join(COMMANDS)}}} --helpfull` to list the flags."
   return text
 
 

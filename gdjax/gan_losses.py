@@ -145,8 +145,6 @@ ADVERSARIAL_LOSSES = {
   "wasserstein": AdversarialLoss(wasserstein_discriminator_loss, negated_score_generator_loss),
 }
 
-PENALTIES = ("none", "wgan_gp", "r1")
-
 
 def get_adversarial_loss(name: str) -> AdversarialLoss:
   if name not in ADVERSARIAL_LOSSES:

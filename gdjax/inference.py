@@ -1,88 +1,92 @@
-"""Using a trained workdir: restore its state, evaluate a split, classify arrays.
+"""Using a trained workdir: restore its state, evaluate it, classify arrays, draw samples.
 
-`gdjax eval` and `gdjax predict` are thin wrappers around these functions.
+`gdjax eval`, `gdjax predict` and `gdjax sample` are thin wrappers around
+these functions, which go through the task's named inference functions.
+`python -m gdjax.inference export_feature_network --workdir W` writes a
+trained CNN workdir as the feature network FID and its kin use.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
 import json
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gdjax import checkpoint, data, evaluators, parallel, samples, tasks
-from gdjax.errors import ConfigError, InputArrayError
+from gdjax import data, evaluators, run_state
+from gdjax.errors import CheckpointError, ConfigError, InputArrayError
+from gdjax.evaluators import feature_network
 
 
 class TrainedModel:
-  """A task and its restored state, placed on the data mesh."""
+  """A trained workdir's task and restored state on the data mesh, used through the task's inference functions."""
 
   def __init__(self, workdir: str | Path, *, which: str = "latest"):
     self.workdir = Path(workdir)
-    self.config = checkpoint.read_workdir_config(self.workdir)
-    self.task = tasks.build_task(self.config)
-    self.mesh = parallel.make_data_mesh()
-    self.replicated = parallel.replicated_sharding(self.mesh)
-    self.batch_sharding = parallel.batch_sharding(self.mesh)
+    self.config, self.run = run_state.restore_workdir(self.workdir, which=which)
+    self.task, self.mesh, self.state = self.run.task, self.run.mesh, self.run.state
+    self.step = self.run.step
     self.image_shape = tuple(self.config.input_shape)
-    shapes = jax.eval_shape(functools.partial(self.task.init_state, image_shape=self.image_shape), jax.random.key(0))
-    manager = checkpoint.open_manager(self.workdir, read_only=True)
-    if which not in ("latest", "best"):
-      raise ConfigError(f"--checkpoint must be 'latest' or 'best', not {which!r}.")
-    step = manager.latest_step()
-    if which == "best":
-      step = checkpoint.best_step(manager, self.task.best_metric, self.task.best_mode) or step
-    self.state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, self.replicated), step=step)
-    self.step = int(self.state.step)
-    manager.close()
+    self._compiled = {}
 
-  def evaluate(self, split: str | None = None) -> dict:
-    """The task's evaluation on `split` (classifiers: accuracy; GANs: FID and co.)."""
+  def _function(self, name: str, command: str):
+    if name not in self.task.inference_functions:
+      offered = sorted(self.task.inference_functions)
+      raise ConfigError(
+        f"{self.workdir} holds a {self.config.task!r} run, whose inference functions are {offered}; "
+        f"`gdjax {command}` needs one that offers {name!r}."
+      )
+    if name not in self._compiled:
+      self._compiled[name] = evaluators.base.compile_inference(self.task.inference_functions[name], self.mesh)
+    return self._compiled[name]
+
+  def evaluate(self, split: str | None = None, *, only: list[str] | None = None) -> dict:
+    """The run's evaluations (`config.evals`, or the `only` ones), with `split` replacing each one's split."""
     builder = data.get_builder(self.config.dataset)
-    evaluator = evaluators.build_evaluator(self.task, self.config, builder, self.mesh, split=split)
-    return evaluator.run(self.state)
+    context = evaluators.EvalContext(self.mesh, builder, workdir=None)
+    scheduled = evaluators.build_evaluators(self.task, self.config, context, split=split, only=only)
+    return evaluators.run_all(scheduled, self.task, self.state, self.step)
 
   def sample(self, num: int, *, labels=None, seed: int = 0, use_ema: bool = True, batch_size: int = 500) -> np.ndarray:
-    """`num` generated images as uint8 `[num, h, w, c]` (GAN workdirs only)."""
-    if not hasattr(self.task, "sample_step"):
-      raise ConfigError(f"{self.workdir} holds a classifier; `gdjax sample` needs a GAN workdir.")
-    num_classes = self.task.num_classes
-    if labels is not None:
-      labels = np.asarray(labels, np.int32)
-      if not num_classes:
-        raise ConfigError("--labels only applies to conditional GANs; this generator is unconditional.")
+    """`num` generated images as uint8 `[num, h, w, c]`: sample ids 0..num-1 under `seed`.
+
+    A conditional generator gets `labels` repeated cyclically up to `num`,
+    or by default the classes in turn, as the evaluators draw them.
+    """
+    sample = self._function("sample", "sample")
+    check_seed(seed)
+    sample_ids = np.arange(num, dtype=np.int32)
+    batched = {"sample_ids": sample_ids}
+    if "labels" in sample.inputs:
+      num_classes = len(data.get_builder(self.config.dataset).info.features["label"].names)
+      if labels is None:
+        labels = sample_ids % num_classes
+      labels = np.asarray(labels, np.int64)
       if labels.min() < 0 or labels.max() >= num_classes:
         raise ConfigError(f"--labels must lie in [0, {num_classes - 1}].")
-      labels = np.resize(labels, num)  # Repeated cyclically up to `num`.
-    elif num_classes:
-      labels = np.arange(num) % num_classes
-    sample_step = jax.jit(self.task.sample_step, static_argnames="use_ema", out_shardings=self.replicated)
-    rng = jax.random.key(seed)
-    chunks = []
-    for index, start in enumerate(range(0, num, batch_size)):
-      noise, default_labels = self.task.sample_noise(jax.random.fold_in(rng, index), batch_size)
-      chunk_labels = default_labels
-      if labels is not None:
-        chunk_labels = jnp.asarray(np.resize(labels[start : start + batch_size], batch_size))
-      images = sample_step(self.state, noise, chunk_labels, use_ema=use_ema)
-      chunks.append(samples.to_uint8(jax.device_get(images))[: num - start])
-    return np.concatenate(chunks)
+      batched["labels"] = np.resize(labels, num).astype(np.int32)
+    elif labels is not None:
+      raise ConfigError("--labels only applies to conditional generators; this one is unconditional.")
+    params = self.task.inference_params(self.state, use_ema=use_ema)
+    return evaluators.base.call_in_batches(
+      sample, params, batched, batch_size=batch_size, mesh=self.mesh, scalars={"seed": np.int32(seed)}
+    )["images"]
 
   def predict(self, images: np.ndarray, *, batch_size: int = 1000) -> dict:
     """Labels and class probabilities of uint8 images, in order."""
+    predict = self._function("predict", "predict")
     images = check_images(images, self.image_shape)
-    batch_size = _round_up(batch_size, jax.device_count())
-    predict_step = jax.jit(self.task.predict_step, out_shardings=self.replicated)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-      chunk = images[start : start + batch_size]
-      padded = data.pad_batch({"image": chunk}, batch_size)
-      result = predict_step(self.state, jax.device_put(padded["image"], self.batch_sharding))
-      outputs.append({k: np.asarray(v)[: len(chunk)] for k, v in result.items()})
-    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    params = self.task.inference_params(self.state)
+    return evaluators.base.call_in_batches(predict, params, {"images": images}, batch_size=batch_size, mesh=self.mesh)
+
+
+def check_seed(seed: int) -> int:
+  """Sample seeds are 32-bit signed integers (negative ones included)."""
+  if not -(2**31) <= int(seed) < 2**31:
+    raise ConfigError(f"--seed must lie in [-2**31, 2**31 - 1]; got {seed}.")
+  return int(seed)
 
 
 def check_images(images, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -131,5 +135,37 @@ def write_json(path: str | Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def _round_up(n: int, multiple: int) -> int:
-  return -(-n // multiple) * multiple
+def export_feature_network(
+  workdir: str | Path, name: str = feature_network.DEFAULT_NAME, directory=feature_network.ASSETS
+) -> Path:
+  """Writes a trained CNN workdir's latest weights as feature network `name`, with its test accuracy."""
+  trained = TrainedModel(workdir)
+  if trained.config.model.name != "cnn":
+    raise CheckpointError(f"{workdir} holds a {trained.config.model.name!r} model; the feature network is a 'cnn'.")
+  test_metrics = trained.evaluate("test")
+  metadata = {
+    "trained_steps": trained.step,
+    "test_accuracy": test_metrics["classification/accuracy"],
+    "config": "configs/cnn_fashion_mnist.py",
+    "reproduce": (
+      "gdjax train --config configs/cnn_fashion_mnist.py --workdir workdirs/cnn_fashion_mnist && "
+      "python -m gdjax.inference export_feature_network --workdir workdirs/cnn_fashion_mnist"
+    ),
+  }
+  variables = trained.task.inference_params(trained.state)
+  return feature_network.save(variables, trained.config.model.to_dict(), trained.image_shape, metadata, name, directory)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description="Maintenance commands on trained workdirs.")
+  commands = parser.add_subparsers(dest="command", required=True)
+  export = commands.add_parser("export_feature_network", help="write a trained CNN workdir as gdjax's feature network")
+  export.add_argument("--workdir", required=True)
+  export.add_argument("--name", default=feature_network.DEFAULT_NAME)
+  args = parser.parse_args()
+  path = export_feature_network(args.workdir, args.name)
+  print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+  main()

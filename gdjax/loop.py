@@ -15,7 +15,6 @@ counted); a second run on the same workdir is refused by its lock.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import signal
@@ -29,7 +28,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from gdjax import checkpoint, data, evaluators, parallel, tasks
+from gdjax import checkpoint, data, evaluators, parallel, run_state, tasks
 from gdjax.errors import ConfigError, GdjaxError
 from gdjax.metric_writers import MetricWriter
 
@@ -51,25 +50,25 @@ class TrainingPreempted(Exception):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final metrics of the task's evaluator. Raises
-  `TrainingPreempted` after saving, if SIGTERM arrives.
+  Returns the metrics of the last evaluation (`"<eval name>/<metric>"`).
+  Raises `TrainingPreempted` after saving, if SIGTERM arrives.
   """
   workdir = Path(workdir)
 
   # --- Set-up and validation: nothing is written until all of it passes.
-  task = tasks.build_task(config)
   parallelism = config.get("parallelism", "jit")
   if parallelism not in parallel.PARALLELISMS:
     raise ConfigError(
       f"Unknown parallelism {parallelism!r}. Set --config.parallelism to one of {parallel.PARALLELISMS}."
     )
   skip_nonfinite = bool(config.get("skip_nonfinite_steps", False))
-  mesh = parallel.make_data_mesh()
-  parallel.check_global_batch_size(task.examples_per_step)
-  parallel.check_global_batch_size(config.eval_batch_size)
   builder = data.get_builder(config.dataset)
   config.input_shape = tuple(builder.info.features["image"].shape)
-  evaluator = evaluators.build_evaluator(task, config, builder, mesh, workdir=workdir)
+  task = tasks.build_task(config)
+  mesh = parallel.make_data_mesh()
+  parallel.check_global_batch_size(task.examples_per_step)
+  scheduled_evaluators = evaluators.build_evaluators(task, config, evaluators.EvalContext(mesh, builder, workdir))
+  _check_best_metric(task, config)
   checkpoint.check_workdir_config(workdir, config)
 
   with contextlib.ExitStack() as cleanup:
@@ -77,14 +76,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     checkpoint.write_workdir_config(workdir, config)
 
     # --- State: restored from the newest readable checkpoint, or initialised.
-    replicated = parallel.replicated_sharding(mesh)
     batch_sharding = parallel.batch_sharding(mesh)
-    root_rng = jax.random.key(config.seed)
-    init_rng, step_rng = jax.random.split(root_rng)
-    image_shape = tuple(config.input_shape)
-    init_state = functools.partial(task.init_state, image_shape=image_shape)
-    state_shapes = jax.eval_shape(init_state, init_rng)
-    state_sharding = parallel.state_shardings(state_shapes, mesh)
+    _, step_rng = run_state.root_keys(config.seed)
     manager = checkpoint.open_manager(
       workdir,
       keep_last=config.checkpoint.keep_last,
@@ -93,12 +86,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       best_mode=task.best_mode,
     )
     cleanup.callback(manager.close)
-    if manager.latest_step() is not None:
-      state = checkpoint.restore_latest(manager, checkpoint.abstract_with_sharding(state_shapes, replicated))
-      log.info("Resumed from step %d in %s", int(state.step), workdir)
-    else:
-      state = jax.jit(init_state, out_shardings=state_sharding)(init_rng)
-    start_step = int(jax.device_get(state.step))
+    run = run_state.create_or_restore(
+      task, mesh, image_shape=tuple(config.input_shape), seed=config.seed, manager=manager
+    )
+    state, state_shapes = run.state, run.shapes
+    start_step = run.step
+    if start_step:
+      log.info("Resumed from step %d in %s", start_step, workdir)
 
     # --- Compiled steps: data-parallel over the mesh (jit or pmap), state buffers donated.
     train_step = parallel.compile_train_step(
@@ -125,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     preemption = cleanup.enter_context(_PreemptionNotice())
     total_steps = config.total_steps
     pending_metrics = []  # Device arrays, one dict per step; fetched only on log steps, so no per-step host sync.
-    eval_metrics = {}
+    final_metrics = {}
     last_log_time, last_log_step = time.perf_counter(), start_step
     progress = tqdm(
       total=total_steps,
@@ -144,7 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       preempted = preemption.reached(step)
       is_checkpoint_step = step % config.checkpoint.every_steps == 0 or step == total_steps or preempted
       is_log_step = step % config.log_every_steps == 0 or is_checkpoint_step
-      is_eval_step = (step % config.eval_every_steps == 0 or step == total_steps) and not preempted
+      is_eval_step = not preempted and any(e.is_due(step, total_steps) for e in scheduled_evaluators)
       # Every step since the last check is checked before anything is logged,
       # evaluated or saved, so a diverged state is never saved over a good one.
       if is_log_step or is_eval_step:
@@ -164,19 +158,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
           refresh=False,
         )
 
+      eval_metrics = {}
       if is_eval_step:
-        eval_metrics = evaluator.run(state, step)
+        eval_metrics = evaluators.run_all(scheduled_evaluators, task, state, step, total_steps=total_steps)
+      if eval_metrics:
+        final_metrics = eval_metrics
         writer.write(step, "eval", eval_metrics)
         if jax.process_index() == 0:
-          progress.write(f"step {step}: eval " + _format_metrics(eval_metrics))
+          progress.write(f"step {step}: eval " + _format_metrics(_numeric(eval_metrics)))
       if is_checkpoint_step:
-        checkpoint.save(manager, state, config, step=step, metrics=_numeric(eval_metrics) if is_eval_step else None)
+        # Orbax keeps the best checkpoint by these; steps without the best metric's evaluation carry none.
+        best_known = task.best_metric in eval_metrics
+        checkpoint.save(manager, state, config, step=step, metrics=_numeric(eval_metrics) if best_known else None)
       if preempted:
         manager.wait_until_finished()
         raise TrainingPreempted(step, Path(manager.directory) / str(step))
     if start_step >= total_steps:
-      eval_metrics = evaluator.run(state)
-  return eval_metrics
+      final_metrics = evaluators.run_all(scheduled_evaluators, task, state, start_step)
+  return final_metrics
 
 
 class _PreemptionNotice:
@@ -214,6 +213,21 @@ class _PreemptionNotice:
       except RuntimeError:  # The preemption service is switched off (jax_enable_preemption_service).
         return False
     return self.received
+
+
+def _check_best_metric(task, config) -> None:
+  """The best checkpoint is kept by a metric that one of the run's evaluations reports."""
+  if not config.checkpoint.get("keep_best", False):
+    return
+  name = task.best_metric.split("/", 1)[0]
+  if "/" not in task.best_metric or name not in (config.get("evals") or {}):
+    raise ConfigError(
+      f"config.checkpoint.best_metric is {task.best_metric!r}, but no entry of config.evals is named {name!r} "
+      f"(it has {sorted(config.get('evals') or {})}). Name it '<eval name>/<metric>', or set "
+      "--config.checkpoint.keep_best=False."
+    )
+  if task.best_mode not in ("max", "min"):
+    raise ConfigError(f"config.checkpoint.best_mode must be 'max' or 'min', not {task.best_mode!r}.")
 
 
 def _numeric(metrics: dict) -> dict:

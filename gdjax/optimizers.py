@@ -3,12 +3,16 @@
 `config.optimizer.name` is any optax optimizer taking `learning_rate` (adam,
 adamw, sgd, lamb, ...); the remaining fields of `config.optimizer` are passed
 to it as keyword arguments. `config.schedule` shapes the learning rate.
+Coupled L2 weight decay (`optax.add_decayed_weights` on kernels) and, under
+pmap, the gradient average over devices are added here too, so task code
+never handles either.
 """
 
 from __future__ import annotations
 
 import inspect
 
+import jax
 import ml_collections
 import optax
 
@@ -39,8 +43,24 @@ def build_optimizer(
   optimizer_config: ml_collections.ConfigDict,
   schedule_config: ml_collections.ConfigDict,
   total_steps: int,
+  *,
+  weight_decay: float = 0.0,
+  gradient_axis: str | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Returns `(optimizer, schedule)`; the schedule is also used for logging."""
+  """Returns `(optimizer, schedule)`; the schedule is also used for logging.
+
+  Args:
+    optimizer_config: `name`, `learning_rate`, optional `grad_clip_norm`, and
+      the optax optimizer's other keyword arguments.
+    schedule_config: the learning-rate schedule (see `build_schedule`).
+    total_steps: the run's length, for decaying schedules.
+    weight_decay: adds `weight_decay * w` to the gradient of every kernel
+      (not biases or scales) before clipping and the optimizer: the gradient
+      of an L2 penalty `weight_decay * |w|^2 / 2`.
+    gradient_axis: under `jax.pmap`, the axis over which gradients are
+      averaged before anything else sees them. The optimizer state keeps
+      the structure it has without it.
+  """
   kwargs = dict(optimizer_config.to_dict())
   name = kwargs.pop("name")
   learning_rate = kwargs.pop("learning_rate")
@@ -62,4 +82,26 @@ def build_optimizer(
   optimizer = factory(learning_rate=schedule, **kwargs)
   if clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+  if weight_decay:
+    optimizer = optax.chain(optax.add_decayed_weights(weight_decay, mask=kernels_only), optimizer)
+  if gradient_axis is not None:
+    optimizer = pmean_gradients(optimizer, gradient_axis)
   return optimizer, schedule
+
+
+def kernels_only(params):
+  """True for weights that L2 penalties apply to: everything but biases and normalisation scales."""
+  return jax.tree_util.tree_map_with_path(lambda path, _: _leaf_name(path) not in ("bias", "scale"), params)
+
+
+def _leaf_name(path) -> str:
+  return str(getattr(path[-1], "key", getattr(path[-1], "name", path[-1])))
+
+
+def pmean_gradients(optimizer: optax.GradientTransformation, axis_name: str) -> optax.GradientTransformation:
+  """`optimizer`, fed the mean of the gradients over `axis_name`; its state is `optimizer`'s own."""
+
+  def update(updates, state, params=None, **extra_args):
+    return optimizer.update(jax.lax.pmean(updates, axis_name), state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(optimizer.init, update)

@@ -17,7 +17,6 @@ step can be guarded against NaN and Inf (`guard_nonfinite`).
 from __future__ import annotations
 
 import collections
-import copy
 import itertools
 import os
 from collections.abc import Iterable, Iterator
@@ -25,7 +24,6 @@ from collections.abc import Iterable, Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -277,14 +275,14 @@ def compile_train_step(task, state_shapes, mesh: Mesh, *, parallelism: str = "ji
 def pmap_train_step(task, mesh: Mesh, *, skip_nonfinite: bool = False):
   """The task's step under `jax.pmap` over the mesh's devices, averaged over the `batch` axis.
 
-  Each device runs the task's own `train_step` on its part of the batch. The
-  gradients are `pmean`ed before the optimizer sees them, so every device
-  applies the same update (the mean over the global batch, as under jit);
-  batch statistics and metrics are `pmean`ed after the step. Each device
-  draws its own random numbers (the key is folded with the device index).
+  Each device runs the `train_step` of `task.for_pmap(...)` on its part of
+  the batch: that copy averages its gradients over the axis before its
+  optimizer sees them, so every device applies the same update (the mean
+  over the global batch, as under jit). Batch statistics and metrics are
+  `pmean`ed after the step. Each device draws its own random numbers (the
+  key is folded with the device index).
   """
-  num_devices = mesh.devices.size
-  replica = per_device_task(task, PMAP_AXIS, num_devices)
+  replica = task.for_pmap(PMAP_AXIS, mesh.devices.size)
 
   def step(state, batch, rng):
     rng = jax.random.fold_in(rng, jax.lax.axis_index(PMAP_AXIS))
@@ -319,38 +317,6 @@ def pmap_train_step(task, mesh: Mesh, *, skip_nonfinite: bool = False):
     return global_state(state), metrics
 
   return multi_process_step
-
-
-def per_device_task(task, axis_name: str, num_devices: int):
-  """A copy of `task` whose steps, run per device under pmap, average their gradients over `axis_name`.
-
-  The task's optax optimizers (its attributes that are
-  `GradientTransformation`s) are wrapped to `pmean` the gradients first; their
-  state keeps its structure, so checkpoints move freely between jit and pmap.
-  A task that views its batch through `batch_size` (the GAN's `[batch_size,
-  n_critic]`) sees the per-device batch size.
-  """
-  replica = copy.copy(task)
-  optimizers = [name for name, value in vars(task).items() if isinstance(value, optax.GradientTransformation)]
-  if not optimizers:
-    raise ConfigError(
-      f"{type(task).__name__} keeps no optax optimizer as an attribute, so parallelism='pmap' cannot average "
-      "its gradients. Use --config.parallelism=jit."
-    )
-  for name in optimizers:
-    setattr(replica, name, _pmean_gradients(getattr(task, name), axis_name))
-  if isinstance(getattr(task, "batch_size", None), int):
-    if task.batch_size % num_devices:
-      raise ConfigError(f"batch_size={task.batch_size} must be a multiple of the {num_devices} devices for pmap.")
-    replica.batch_size = task.batch_size // num_devices
-  return replica
-
-
-def _pmean_gradients(optimizer: optax.GradientTransformation, axis_name: str) -> optax.GradientTransformation:
-  def update(updates, state, params=None, **extra_args):
-    return optimizer.update(jax.lax.pmean(updates, axis_name), state, params, **extra_args)
-
-  return optax.GradientTransformationExtraArgs(optimizer.init, update)
 
 
 def _pmean_inexact(tree, axis_name: str):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -24,9 +26,14 @@ def to_float(images):
 
 
 def to_uint8(images) -> np.ndarray:
-  """[-1, 1] floats -> [0, 255] uint8, rounding to the nearest level."""
+  """[-1, 1] floats -> [0, 255] uint8 NumPy array, rounding to the nearest level."""
   images = np.asarray(images, np.float32)
   return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def to_uint8_on_device(images: jax.Array) -> jax.Array:
+  """`to_uint8` in JAX, for jitted inference functions: the same levels, rounding half to even as NumPy does."""
+  return jnp.clip(jnp.round((images.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def image_grid(images, *, columns: int | None = None, padding: int = 2) -> np.ndarray:

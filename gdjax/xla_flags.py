@@ -12,8 +12,9 @@ call it before you touch JAX:
 A flag you already set in `$XLA_FLAGS` wins over gdjax's default for it, and
 `GDJAX_XLA_DEFAULTS=0` turns all of gdjax's defaults off.
 
-The defaults, and why (measured by `benchmarks/xla_cpu_flags.py`, which
-times whole train steps with and without them, each in fresh processes):
+The defaults, and why (measured by a script that timed whole train steps with
+and without them, each in fresh processes; its last results and how to rerun
+it are in docs/measurements/xla_cpu_flags.md):
 
 - `--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,
   LIBRARY_FUSION_TYPE_REDUCE` (one word): XLA:CPU in jaxlib 0.10 hands

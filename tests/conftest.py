@@ -92,6 +92,29 @@ def write_random_feature_network(directory, name="tiny_cnn"):
   return name
 
 
+def tiny_gan_flags(feature_network_dir) -> dict:
+  """Overrides that make a GAN config's data split and evaluations small enough for a test.
+
+  The fake dataset's 256 training images split 192 / 64 into training and
+  validation; every evaluation draws 40 samples, scored by the tiny random
+  feature network of `feature_network_dir`.
+  """
+  return {
+    "dataset.train_split": "train[:192]",
+    "dataset.eval_split": "train[192:]",
+    "dataset.shuffle_buffer_size": 192,
+    "noise_dim": 8,
+    "evaluation.feature_network": "tiny_cnn",
+    "evaluation.feature_network_dir": feature_network_dir,
+    "evaluation.num_samples": 40,
+    "evaluation.batch_size": 20,
+    "evals.quality.kid_subsets": 2,
+    "evals.quality.kid_subset_size": 20,
+    "evals.quality.precision_recall_samples": 30,
+    "evals.grid.num_samples": 20,
+  }
+
+
 @pytest.fixture(scope="session")
 def feature_network_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("feature_network")

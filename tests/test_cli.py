@@ -87,7 +87,7 @@ class TestEvalAndPredict:
   def test_eval_accuracy_equals_predict_accuracy_on_raw_test_data(self, trained_mlp, fake_fashion_mnist_dir, tmp_path):
     assert cli.main(["gdjax", "eval", "--workdir", str(trained_mlp)]) == 0
     result = json.loads((trained_mlp / "eval_test.json").read_text())
-    assert result["num_examples"] == 96 and result["step"] == 12
+    assert result["classification/num_examples"] == 96 and result["step"] == 12
 
     images, labels = fashion_mnist_local.load_split_arrays(fake_fashion_mnist_dir, "test")
     np.save(tmp_path / "x.npy", images)  # (N, 28, 28): the channel axis is optional.
@@ -98,8 +98,10 @@ class TestEvalAndPredict:
     assert predicted.shape == (96,) and probabilities.shape == (96, 10)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(probabilities.argmax(-1), predicted)
-    assert result["accuracy"] == pytest.approx(np.mean(predicted == labels))
-    assert result["accuracy"] > 0.5  # The fixture's classes are easy; chance is 0.1.
+    assert result["classification/accuracy"] == pytest.approx(np.mean(predicted == labels))
+    assert result["classification/accuracy"] > 0.5  # The fixture's classes are easy; chance is 0.1.
+    true_class = probabilities[np.arange(len(labels)), labels]
+    assert result["classification/cross_entropy"] == pytest.approx(np.mean(-np.log(true_class)), rel=1e-4)
 
   @pytest.mark.parametrize(
     "array, message",
@@ -149,6 +151,25 @@ class TestBadInput:
     assert "different model" in err and "Nothing in the workdir was changed" in err
     assert tree_digest(trained_mlp) == before
 
+  def test_workdir_of_an_earlier_format_is_refused_and_left_intact(
+    self, trained_mlp, tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir, capsys
+  ):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_mlp, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["gdjax_workdir_format"]  # As gdjax 0.1.0 wrote it.
+    (old / "config.json").write_text(json.dumps(config))
+    before = tree_digest(old)
+    assert cli.main(["gdjax", "eval", "--workdir", str(old)]) == 2
+    assert "workdir format 1; this gdjax reads format 2" in capsys.readouterr().err
+    assert (
+      train("mlp_fashion_mnist", old, *small_run_flags(fake_fashion_mnist_dir, fake_tfds_data_dir, total_steps=20)) == 2
+    )
+    assert "Nothing in the workdir was changed" in capsys.readouterr().err
+    assert tree_digest(old) == before
+
   def test_missing_dataset_is_explained_and_workdir_untouched(self, tmp_path, monkeypatch, capsys):
     def no_network(self, *args, **kwargs):
       raise ConnectionError("network unreachable")
@@ -160,11 +181,11 @@ class TestBadInput:
     assert not (tmp_path / "work").exists()
 
 
-def test_train_and_eval_steps_are_traced_once(tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir, monkeypatch):
+def test_train_step_and_predict_are_traced_once(tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir, monkeypatch):
   """Python runs inside a step function only while JAX traces it: no recompiles across steps or evals."""
   from gdjax.tasks import classifier
 
-  traces = {"train_step": 0, "eval_step": 0}
+  traces = {"train_step": 0, "predict": 0}
   for name in traces:
     original = getattr(classifier.ClassifierTask, name)
 
@@ -176,4 +197,4 @@ def test_train_and_eval_steps_are_traced_once(tmp_path, fake_fashion_mnist_dir, 
   flags = small_run_flags(fake_fashion_mnist_dir, fake_tfds_data_dir, total_steps=9)
   assert train("mlp_fashion_mnist", tmp_path, *flags) == 0
   assert len([r for r in read_metrics(tmp_path) if r["split"] == "eval"]) == 3
-  assert traces == {"train_step": 1, "eval_step": 1}
+  assert traces == {"train_step": 1, "predict": 1}

@@ -176,3 +176,31 @@ def test_mock_data_builds_batches(tmp_path):
     builder = data.get_builder(config)
     batch = next(data.train_batches(builder, config, global_batch_size=16, seed=0))
   assert batch["image"].shape == (16, 28, 28, 1)
+
+
+def test_processes_preparing_the_same_dataset_at_once_all_succeed(fake_fashion_mnist_dir, tmp_path):
+  """The runs of a sweep may all start on a fresh machine: one prepares, the others wait for it."""
+  import subprocess
+  import sys
+
+  from conftest import gdjax_env
+
+  script = (
+    "import sys; from gdjax import config_defaults, data\n"
+    "config = config_defaults.fashion_mnist_dataset()\n"
+    "config.local_dir, config.data_dir = sys.argv[1], sys.argv[2]\n"
+    "print(data.num_examples(data.get_builder(config), 'train'))\n"
+  )
+  children = [
+    subprocess.Popen(
+      [sys.executable, "-c", script, str(fake_fashion_mnist_dir), str(tmp_path / "tfds")],
+      env=gdjax_env(devices=1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for _ in range(3)
+  ]
+  outputs = [child.communicate(timeout=300)[0] for child in children]
+  assert [child.returncode for child in children] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+  assert all(output.strip().splitlines()[-1] == "256" for output in outputs)

@@ -5,7 +5,6 @@ separate process (a signal, a live run beside this one), `gdjax train` runs
 as a child process; the rest runs in-process through `cli.main`.
 """
 
-import functools
 import gc
 import json
 import os
@@ -23,7 +22,7 @@ import pytest
 from conftest import REPO, gdjax_command, gdjax_env, tree_digest
 from test_gan import small_gan_flags
 
-from gdjax import checkpoint, cli, parallel, tasks
+from gdjax import checkpoint, cli, run_state
 from gdjax.tasks.classifier import ClassifierTask
 from gdjax.tasks.gan import GANTask
 
@@ -75,15 +74,8 @@ def saved_steps(workdir):
 
 def restore_step(workdir, step):
   """The state saved at `step` in `workdir`, on this process's devices."""
-  config = checkpoint.read_workdir_config(workdir)
-  task = tasks.build_task(config)
-  init_state = functools.partial(task.init_state, image_shape=tuple(config.input_shape))
-  shapes = jax.eval_shape(init_state, jax.random.key(0))
-  manager = checkpoint.open_manager(workdir, read_only=True)
-  replicated = parallel.replicated_sharding(parallel.make_data_mesh())
-  state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, replicated), step=step)
-  manager.close()
-  return jax.device_get(state)
+  _, run = run_state.restore_workdir(workdir, which=step)
+  return jax.device_get(run.state)
 
 
 def assert_finite(tree):

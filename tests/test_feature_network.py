@@ -28,5 +28,5 @@ def test_missing_feature_network_says_how_to_make_it(tmp_path):
 
   from gdjax.errors import CheckpointError
 
-  with pytest.raises(CheckpointError, match="python -m gdjax.evaluators.feature_network"):
+  with pytest.raises(CheckpointError, match="python -m gdjax.inference export_feature_network"):
     feature_network.FeatureNetwork("absent", tmp_path)

@@ -1,11 +1,15 @@
-"""Model FLOPs counted from a jaxpr equal the textbook formulas."""
+"""Model FLOPs counted from a jaxpr (`benchmarks/flops.py`) equal the textbook formulas."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gdjax import flops
+from benchmarks import flops
 from gdjax.models import layers
 
 
@@ -53,3 +57,14 @@ def test_scan_bodies_count_once_per_iteration():
     return lax.scan(lambda carry, _: (carry @ jnp.ones((4, 4)), None), x, None, length=5)[0]
 
   assert flops.matmul_and_conv_flops(repeated, jnp.ones((3, 4))) == 5 * 2 * 3 * 4 * 4
+
+
+def test_importing_it_pulls_in_neither_torch_nor_the_benchmarks_xla_flags():
+  # A fresh interpreter: this process may have imported anything by now.
+  check = (
+    "import sys; from benchmarks import flops; "
+    "assert 'torch' not in sys.modules and 'benchmarks.common' not in sys.modules, sorted(sys.modules)"
+  )
+  repo = Path(__file__).resolve().parents[1]
+  done = subprocess.run([sys.executable, "-c", check], cwd=repo, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]

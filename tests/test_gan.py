@@ -6,12 +6,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import configs_for_task
+from conftest import configs_for_task, tiny_gan_flags
 
-from gdjax import cli, config_defaults, parallel, tasks
+from gdjax import cli, parallel, run_state, tasks
 from gdjax.models import DCGANDiscriminator
 from gdjax.tasks import gan
 
@@ -23,22 +24,13 @@ def small_gan_flags(local_dir, data_dir, feature_network_dir, total_steps=2, **e
   flags = {
     "dataset.local_dir": local_dir,
     "dataset.data_dir": data_dir,
-    "dataset.shuffle_buffer_size": 256,
     "batch_size": 8,
     "total_steps": total_steps,
     "log_every_steps": 1,
     "eval_every_steps": total_steps,
     "checkpoint.every_steps": 1,
     "progress_bar": False,
-    "noise_dim": 8,
-    "evaluation.feature_network": "tiny_cnn",
-    "evaluation.feature_network_dir": feature_network_dir,
-    "evaluation.num_samples": 40,
-    "evaluation.batch_size": 20,
-    "evaluation.kid_subsets": 2,
-    "evaluation.kid_subset_size": 20,
-    "evaluation.precision_recall_samples": 30,
-    "evaluation.grid_size": 20,
+    **tiny_gan_flags(feature_network_dir),
   }
   flags.update(extra)
   return [f"--config.{k}={v}" for k, v in flags.items()]
@@ -63,19 +55,22 @@ def test_each_gan_config_runs_on_mock_data(config_name, tmp_path, feature_networ
     assert train(config_name, tmp_path / "work", *flags, *shrink_model_flags(config_name)) == 0
   records = [json.loads(line) for line in (tmp_path / "work" / "metrics.jsonl").read_text().splitlines()]
   train_record = next(r for r in records if r["split"] == "train")
-  assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "penalty"} <= set(train_record)
+  assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(train_record)
   eval_record = next(r for r in records if r["split"] == "eval")
-  assert {"fid", "kid", "precision", "recall", "classifier_score", "feature_network_sha256"} <= set(eval_record)
-  assert eval_record["num_generated"] == 40 and eval_record["weights"] == "ema"
+  quality = {"fid", "kid", "precision", "recall", "classifier_score", "feature_network_sha256", "weights"}
+  assert {f"quality/{name}" for name in quality} <= set(eval_record)
+  assert {"coverage/min_class_share", "coverage/class_entropy", "coverage/class_share_9"} <= set(eval_record)
+  assert eval_record["quality/num_generated"] == 40 and eval_record["quality/weights"] == "ema"
+  assert eval_record["quality/reference_split"] == "train[192:]"  # Validation, never test, during training.
   if config_name.startswith("cdcgan"):
-    assert 0.0 <= eval_record["intended_class_accuracy"] <= 1.0
+    assert 0.0 <= eval_record["coverage/intended_class_accuracy"] <= 1.0
   if config_name.startswith("wgan"):
-    assert train_record["penalty"] > 0.0
+    assert train_record["wgan_gp"] > 0.0
   assert (tmp_path / "work" / "samples" / "step_0000001.png").is_file()
 
 
 def gan_task(**overrides):
-  config = config_defaults.gan_config()
+  config = gan.default_config()
   config.model.generator.width = 8
   config.model.discriminator.width = 8
   config.noise_dim = 8
@@ -86,12 +81,10 @@ def gan_task(**overrides):
 
 def run_gan_steps(task, n, mesh_devices=1, seed=0):
   mesh = parallel.make_data_mesh(jax.devices()[:mesh_devices])
-  init_state = functools.partial(task.init_state, image_shape=(28, 28, 1))
-  rng = jax.random.key(0)
-  shapes = jax.eval_shape(init_state, rng)
-  state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(rng)
+  run = run_state.create_or_restore(task, mesh, image_shape=(28, 28, 1), seed=0)
+  state, rng = run.state, jax.random.key(0)
   initial = jax.device_get(state)
-  step = parallel.jit_train_step(task.train_step, shapes, mesh)
+  step = parallel.jit_train_step(task.train_step, run.shapes, mesh)
   data_rng = np.random.default_rng(seed)
   for _ in range(n):
     batch = {
@@ -194,5 +187,28 @@ def test_eval_writes_the_protocol(trained_gan, capsys):
   workdir, _ = trained_gan
   assert cli.main(["gdjax", "eval", "--workdir", str(workdir)]) == 0
   result = json.loads((workdir / "eval_test.json").read_text())
-  assert result["reference_split"] == "test" and result["num_real"] == 96
-  assert len(result["feature_network_sha256"]) == 16
+  assert result["quality/reference_split"] == "test" and result["quality/num_real"] == 96
+  assert len(result["quality/feature_network_sha256"]) == 16
+  assert result["coverage/num_generated"] == 40 and result["split"] == "test"
+
+
+def test_gdjax_sample_draws_the_images_the_evaluators_score(trained_gan, tmp_path):
+  """One sampling path: `gdjax sample --seed 0` gives the samples whose FID `gdjax eval` reports."""
+  from gdjax import data
+  from gdjax.evaluators import EvalContext, sample_quality
+
+  workdir, _ = trained_gan
+  assert cli.main(["gdjax", "eval", "--workdir", str(workdir), "--evals", "quality"]) == 0
+  reported = json.loads((workdir / "eval_test.json").read_text())
+  config = json.loads((workdir / "config.json").read_text())
+  options = {k: v for k, v in config["evals"]["quality"].items() if k not in ("type", "every_steps", "use_ema")}
+  num = options["num_samples"]
+  assert (
+    cli.main(["gdjax", "sample", "--workdir", str(workdir), "--num", str(num), "--out", str(tmp_path / "s.npy")]) == 0
+  )
+  builder = data.get_builder(ml_collections.ConfigDict(config["dataset"]))
+  evaluator = sample_quality.Evaluator(
+    {}, EvalContext(parallel.make_data_mesh(), builder, None), **{**options, "split": "test"}
+  )
+  rescored = evaluator.score_images(np.load(tmp_path / "s.npy"))
+  assert rescored["fid"] == reported["quality/fid"] and rescored["kid"] == reported["quality/kid"]

@@ -7,8 +7,9 @@ import pytest
 from test_gan import gan_task, run_gan_steps
 from test_parallel import random_batches, run_steps, small_cnn_config
 
-from gdjax import config_defaults, models, tasks
+from gdjax import models, tasks
 from gdjax.errors import ConfigError
+from gdjax.tasks import classifier
 
 IMAGES = jnp.linspace(-1, 1, 4 * 12 * 12).reshape(4, 12, 12, 1)  # Small: XLA:CPU compiles bfloat16 slowly.
 NOISE = jnp.linspace(-2, 2, 4 * 16).reshape(4, 16)
@@ -79,7 +80,7 @@ def test_classifier_step_in_bfloat16_is_close_to_float32():
 
 
 def test_unknown_compute_dtype_is_explained():
-  config = config_defaults.classifier_config()
+  config = classifier.default_config()
   config.compute_dtype = "float16"
   with pytest.raises(ConfigError, match="compute_dtype.*bfloat16"):
     tasks.build_task(config)

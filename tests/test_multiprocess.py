@@ -10,7 +10,6 @@ jit and with pmap.
 Marked `multiprocess`; `make test` runs these in their own step.
 """
 
-import functools
 import json
 import re
 import signal
@@ -23,9 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, gdjax_env
+from conftest import REPO, gdjax_env, tiny_gan_flags
 
-from gdjax import checkpoint, cli, parallel, tasks
+from gdjax import cli, run_state
 
 pytestmark = pytest.mark.multiprocess
 STEPS = 4
@@ -51,24 +50,14 @@ def run_flags(config_name, local_dir, data_dir, feature_network_dir):
     flags.update({"dataset.train_split": "train[:192]", "dataset.eval_split": "train[192:]", "batch_size": 32})
     flags.update({"eval_batch_size": 32, "model.hidden_sizes": "(32,)"})
   else:
-    flags.update({"batch_size": 8, "n_critic": 2, "noise_dim": 8})
+    flags.update({"batch_size": 8, "n_critic": 2, **tiny_gan_flags(feature_network_dir)})
     flags.update({"model.generator.hidden_sizes": "(16,)", "model.discriminator.hidden_sizes": "(16,)"})
-    flags.update({"evaluation.feature_network": "tiny_cnn", "evaluation.feature_network_dir": feature_network_dir})
-    flags.update({"evaluation.num_samples": 40, "evaluation.batch_size": 20, "evaluation.kid_subsets": 2})
-    flags.update({"evaluation.kid_subset_size": 20, "evaluation.precision_recall_samples": 30})
-    flags.update({"evaluation.grid_size": 20})
   return ["--config", str(REPO / "configs" / f"{config_name}.py")] + [f"--config.{k}={v}" for k, v in flags.items()]
 
 
 def final_state(workdir):
-  config = checkpoint.read_workdir_config(workdir)
-  task = tasks.build_task(config)
-  shapes = jax.eval_shape(functools.partial(task.init_state, image_shape=tuple(config.input_shape)), jax.random.key(0))
-  manager = checkpoint.open_manager(workdir, read_only=True)
-  replicated = parallel.replicated_sharding(parallel.make_data_mesh())
-  state = checkpoint.restore(manager, checkpoint.abstract_with_sharding(shapes, replicated))
-  manager.close()
-  return jax.device_get(state)
+  _, run = run_state.restore_workdir(workdir)
+  return jax.device_get(run.state)
 
 
 def train_records(workdir):

@@ -42,3 +42,18 @@ def test_sgd_with_momentum_and_clipping():
 def test_config_errors(optimizer, message):
   with pytest.raises(ConfigError, match=message):
     build(optimizer)
+
+
+def test_weight_decay_adds_the_l2_gradient_of_kernels_only():
+  optimizer, _ = optimizers.build_optimizer(
+    ml_collections.ConfigDict({"name": "sgd", "learning_rate": 1.0}),
+    ml_collections.ConfigDict({"name": "constant"}),
+    10,
+    weight_decay=0.1,
+  )
+  params = {"Dense_0": {"kernel": np.array([[2.0, -4.0]], np.float32), "bias": np.array([3.0, 3.0], np.float32)}}
+  grads = {"Dense_0": {"kernel": np.array([[1.0, 1.0]], np.float32), "bias": np.array([1.0, 1.0], np.float32)}}
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  # d/dw of 0.1 * |w|^2 / 2 is 0.1 * w, for the kernel only; SGD at rate 1 moves by minus the gradient.
+  np.testing.assert_allclose(updates["Dense_0"]["kernel"], [[-(1 + 0.2), -(1 - 0.4)]], rtol=1e-6)
+  np.testing.assert_allclose(updates["Dense_0"]["bias"], [-1.0, -1.0], rtol=1e-6)

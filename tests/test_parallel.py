@@ -6,11 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from gdjax import config_defaults, parallel, tasks
+from gdjax import parallel, run_state, tasks
+from gdjax.tasks import classifier, gan
 
 
 def small_cnn_config():
-  config = config_defaults.classifier_config()
+  config = classifier.default_config()
   config.model = dict(name="cnn", stage_widths=(4, 8), convs_per_stage=1, dense_width=16, dropout_rate=0.2)
   config.augment.flip = True
   config.augment.max_shift = 2
@@ -22,11 +23,9 @@ def small_cnn_config():
 def run_steps(config, devices, batches):
   task = tasks.build_task(config)
   mesh = parallel.make_data_mesh(devices)
-  init_state = functools.partial(task.init_state, image_shape=(28, 28, 1))
-  rng = jax.random.key(0)
-  shapes = jax.eval_shape(init_state, rng)
-  state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(rng)
-  step = parallel.jit_train_step(task.train_step, shapes, mesh)
+  run = run_state.create_or_restore(task, mesh, image_shape=(28, 28, 1), seed=0)
+  state, rng = run.state, jax.random.key(0)
+  step = parallel.jit_train_step(task.train_step, run.shapes, mesh)
   sharding = parallel.batch_sharding(mesh)
   metrics = None
   for batch in batches:
@@ -86,11 +85,10 @@ def run_compiled(config, parallelism, batches, devices=None, rng=None):
   """`batches` through `parallel.compile_train_step` (jit or pmap) on `devices` (default: all 4)."""
   task = tasks.build_task(config)
   mesh = parallel.make_data_mesh(devices)
-  init_state = functools.partial(task.init_state, image_shape=(28, 28, 1))
   rng = jax.random.key(0) if rng is None else rng
-  shapes = jax.eval_shape(init_state, jax.random.key(0))
-  state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(jax.random.key(0))
-  step = parallel.compile_train_step(task, shapes, mesh, parallelism=parallelism)
+  run = run_state.create_or_restore(task, mesh, image_shape=(28, 28, 1), seed=0)
+  state = run.state
+  step = parallel.compile_train_step(task, run.shapes, mesh, parallelism=parallelism)
   sharding = parallel.batch_sharding(mesh)
   for batch in batches:
     state, metrics = step(state, parallel.to_global_batch(batch, sharding, device_axis=parallelism == "pmap"), rng)
@@ -123,7 +121,7 @@ def test_jit_and_pmap_give_the_same_parameters_on_four_devices(model):
 
 def small_gan_config():
   """An MLP GAN with batch norm in G (statistics to average) and two critic steps per G step."""
-  config = config_defaults.gan_config()
+  config = gan.default_config()
   config.model.generator = dict(name="mlp_generator", hidden_sizes=(16,), use_batch_norm=True)
   config.model.discriminator = dict(name="mlp_discriminator", hidden_sizes=(16,))
   config.noise_dim = 8

@@ -17,8 +17,11 @@ skips the first `k` batches and sees exactly what an uninterrupted run sees.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import jax
 import ml_collections
@@ -48,7 +51,10 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
     if not fashion_mnist_local.missing_files(local_dir):
       builder = fashion_mnist_local.FashionMnistLocal(data_dir=data_dir)
       if not builder.is_prepared():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=local_dir))
+        with _preparation_lock(builder):  # Several runs of a sweep may start on a fresh machine at once.
+          builder = fashion_mnist_local.FashionMnistLocal(data_dir=data_dir)  # Prepared while we waited?
+          if not builder.is_prepared():
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=local_dir))
       return builder
   try:
     builder = tfds.builder(name, data_dir=data_dir)
@@ -59,7 +65,10 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
     ) from e
   if not builder.is_prepared():
     try:
-      builder.download_and_prepare()
+      with _preparation_lock(builder):
+        builder = tfds.builder(name, data_dir=data_dir)  # Prepared while we waited?
+        if not builder.is_prepared():
+          builder.download_and_prepare()
     except Exception as e:  # Any network or checksum failure ends here.
       hint = ""
       if name == "fashion_mnist":
@@ -80,6 +89,24 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
         f"where it is prepared.{hint}"
       ) from e
   return builder
+
+
+@contextlib.contextmanager
+def _preparation_lock(builder: tfds.core.DatasetBuilder):
+  """Holds an exclusive `flock` beside the dataset's directory while one process prepares it.
+
+  TFDS prepares into a temporary directory and renames it; two processes
+  doing so at once make the second fail with FileExistsError. The lock is a
+  file beside the dataset's directory, released by the OS if its holder dies.
+  """
+  root = Path(builder.data_dir_root)
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / f".{builder.name}.prepare.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

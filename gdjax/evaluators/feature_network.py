@@ -9,12 +9,11 @@ SHA-256 of the weights goes into every result, since FIDs are comparable
 only under the same feature network.
 
 Re-export after training the CNN config:
-  python -m gdjax.evaluators.feature_network --workdir workdirs/cnn_fashion_mnist
+  python -m gdjax.inference export_feature_network --workdir workdirs/cnn_fashion_mnist
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -24,8 +23,9 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from gdjax import models
+from gdjax import models, samples
 from gdjax.errors import CheckpointError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -41,7 +41,7 @@ class FeatureNetwork:
     if not weights_path.is_file() or not meta_path.is_file():
       raise CheckpointError(
         f"Feature network {name!r} is missing from {directory}. Re-create it with "
-        "`python -m gdjax.evaluators.feature_network --workdir <trained CNN workdir>`."
+        "`python -m gdjax.inference export_feature_network --workdir <trained CNN workdir>`."
       )
     raw = weights_path.read_bytes()
     self.sha256 = hashlib.sha256(raw).hexdigest()
@@ -63,6 +63,17 @@ class FeatureNetwork:
     scores, features = self.model.apply(self.variables, images, train=False, with_features=True)
     return features, jax.nn.softmax(scores, axis=-1)
 
+  def of_uint8_images(self, images_uint8, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Features and class probabilities of uint8 images `[N, h, w, c]` as NumPy, in padded batches of one shape."""
+    features, probabilities = [], []
+    for start in range(0, len(images_uint8), batch_size):
+      chunk = np.asarray(images_uint8[start : start + batch_size])
+      padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+      f, p = jax.device_get(self.features_and_probabilities(samples.to_float(jnp.asarray(padded))))
+      features.append(f[: len(chunk)])
+      probabilities.append(p[: len(chunk)])
+    return np.concatenate(features), np.concatenate(probabilities)
+
   def __hash__(self):
     return hash(self.sha256)
 
@@ -70,46 +81,32 @@ class FeatureNetwork:
     return isinstance(other, FeatureNetwork) and other.sha256 == self.sha256
 
 
-def export_from_workdir(workdir: str | Path, name: str = DEFAULT_NAME, directory: str | Path = ASSETS) -> Path:
-  """Writes a trained CNN workdir's latest weights as the feature network."""
-  from gdjax.inference import TrainedModel
+@functools.lru_cache(maxsize=4)
+def load(name: str = DEFAULT_NAME, directory: str | Path = "") -> FeatureNetwork:
+  """The feature network `name` from `directory` ("" for the copy shipped in gdjax/assets), loaded once."""
+  return FeatureNetwork(name, directory or ASSETS)
 
-  trained = TrainedModel(workdir)
-  if trained.config.model.name != "cnn":
-    raise CheckpointError(f"{workdir} holds a {trained.config.model.name!r} model; the feature network is a 'cnn'.")
-  variables = {"params": trained.state.params, "batch_stats": trained.state.batch_stats}
+
+def save(
+  variables, model_config: dict, input_shape, metadata: dict, name: str = DEFAULT_NAME, directory=ASSETS
+) -> Path:
+  """Writes a CNN's variables and model config as feature network `name`; returns the weights' path.
+
+  `metadata` (how it was trained, its test accuracy, the command that
+  reproduces it) goes into the JSON file beside the weights.
+  """
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   weights = flax.serialization.to_bytes(jax.device_get(variables))
   (directory / f"{name}.msgpack").write_bytes(weights)
-  test_metrics = trained.evaluate("test")
-  metadata = {
-    "model": trained.config.model.to_dict(),
-    "input_shape": list(trained.image_shape),
-    "trained_steps": trained.step,
-    "test_accuracy": test_metrics["accuracy"],
-    "config": "configs/cnn_fashion_mnist.py",
-    "reproduce": (
-      "gdjax train --config configs/cnn_fashion_mnist.py --workdir workdirs/cnn_fashion_mnist && "
-      "python -m gdjax.evaluators.feature_network --workdir workdirs/cnn_fashion_mnist"
-    ),
+  meta = {
+    "model": model_config,
+    "input_shape": list(input_shape),
+    **metadata,
     "sha256": hashlib.sha256(weights).hexdigest(),
   }
-  (directory / f"{name}.json").write_text(json.dumps(metadata, indent=2) + "\n")
+  (directory / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
   return directory / f"{name}.msgpack"
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description="Export a trained CNN workdir as gdjax's feature network.")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--name", default=DEFAULT_NAME)
-  args = parser.parse_args()
-  path = export_from_workdir(args.workdir, args.name)
-  print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-
-
-if __name__ == "__main__":
-  main()
-
-
-__all__ = ["FeatureNetwork", "export_from_workdir"]
+__all__ = ["FeatureNetwork", "load", "save"]

@@ -6,8 +6,9 @@ function (tests/test_layers.py checks outputs and gradients against Flax).
 What changes is how XLA computes it. XLA:CPU runs plain matrix products near
 the machine's peak but is slow on some convolutions: the gradient of the
 dilated convolution behind `lax.conv_transpose`, and the gradients of strided
-convolutions at large batch. `benchmarks/conv_transpose.py` and
-`benchmarks/suite.py` measure the difference.
+convolutions at large batch. docs/measurements/conv_transpose.md and
+conv_forms.md hold the per-layer and per-step measurements, and
+`python -m benchmarks.suite` times the whole steps.
 
 `ConvTranspose` (strided transposed convolution) offers three forms:
   - "xla": `lax.conv_transpose`, as `flax.linen.ConvTranspose` computes it.
@@ -266,7 +267,7 @@ class Conv(_ConvolutionInForms):
   def auto_form(self, dtype: Any) -> str:
     """im2col for strided float32 convolutions on CPU, XLA's form otherwise.
 
-    Measured on whole train steps (benchmarks/conv_forms.py): in float32,
+    Measured on whole train steps (docs/measurements/conv_forms.md): in float32,
     im2col made the DCGAN step at batch 256 and the WGAN-GP step (whose
     penalty differentiates the input gradient again) much faster, and the
     DCGAN step at batch 64 8-13 % slower; one rule covers them, and
@@ -285,7 +286,7 @@ def max_pool_2x2(inputs: jax.Array) -> jax.Array:
   Equals `flax.linen.max_pool(x, (2, 2), strides=(2, 2))` as a reshape and a
   max reduction, whose gradient is an elementwise mask; XLA:CPU runs it about
   a quarter faster in the CNN's training step than the windowed reduction's
-  select-and-scatter gradient (measured by benchmarks/classifier_throughput.py).
+  select-and-scatter gradient (docs/measurements/classifier_throughput.md).
   """
   batch, height, width, channels = inputs.shape
   cropped = inputs[:, : height // 2 * 2, : width // 2 * 2]

@@ -1,28 +1,35 @@
-"""Kinds of training, found by `config.task`.
+"""Kinds of training, found by `config.task`: `gdjax/tasks/<name>.py` exposes `Task`.
 
-A task turns a config into a state pytree and pure step functions:
-`init_state(rng, image_shape)`, `train_step(state, batch, rng)`,
-`examples_per_step`, `progress_metrics`, and `best_metric` / `best_mode` for
-keeping the best checkpoint; `gdjax.evaluators.build_evaluator` picks how
-the task is evaluated. The loop knows tasks only through
-this interface, so a new kind of training is one new module here.
+The registry is the only place that turns a task's name into code; the rest
+of gdjax knows tasks through the interface in `gdjax.tasks.base`. A new kind
+of training is one new module here (plus its models and configs).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import ml_collections
 
 from gdjax.errors import ConfigError
-from gdjax.tasks.classifier import ClassifierState, ClassifierTask
-from gdjax.tasks.gan import GANState, GANTask
+from gdjax.tasks.base import InferenceFunction, Task, TensorSpec
 
-TASKS = {"classifier": ClassifierTask, "gan": GANTask}
+__all__ = ["InferenceFunction", "Task", "TensorSpec", "available_tasks", "build_task"]
 
-__all__ = ["TASKS", "ClassifierState", "ClassifierTask", "GANState", "GANTask", "build_task"]
+_NOT_TASKS = {"base"}
 
 
-def build_task(config: ml_collections.ConfigDict):
+def available_tasks() -> list[str]:
+  """Names of the task modules in this package."""
+  return sorted(
+    m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_TASKS and not m.name.startswith("_")
+  )
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  """The task named by `config.task`, bound to `config`."""
   name = config.get("task")
-  if name not in TASKS:
-    raise ConfigError(f"Unknown task {name!r}. Set --config.task to one of {sorted(TASKS)}.")
-  return TASKS[name](config)
+  if not isinstance(name, str) or name not in available_tasks():
+    raise ConfigError(f"Unknown task {name!r}. Set --config.task to one of {available_tasks()}.")
+  return importlib.import_module(f"gdjax.tasks.{name}").Task(config)

@@ -1,4 +1,4 @@
-"""Classifier training: state, train step, eval step and inference.
+"""Classifier training: state, train step and the `predict` inference function.
 
 The train step is a pure function `(state, batch, rng) -> (state, metrics)`.
 `rng` is the run's root key; the step's own key is `fold_in(rng, state.step)`,
@@ -17,8 +17,39 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gdjax import augmentations, losses, models, optimizers, samples
+from gdjax import augmentations, config_defaults, losses, models, optimizers, samples
 from gdjax.errors import ConfigError
+from gdjax.tasks.base import InferenceFunction, TensorSpec
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """A CNN on Fashion-MNIST's first 54,000 training images, selected on the last 6,000."""
+  config = ml_collections.ConfigDict()
+  config.task = "classifier"
+  config.dataset = config_defaults.fashion_mnist_dataset()
+  config.model = ml_collections.ConfigDict(dict(name="cnn"))
+  config.loss = "cross_entropy"
+  config.label_smoothing = 0.0
+  config.l2_regularization = 0.0  # lambda * |W|^2 / 2 in the objective (an SVM's 1 / C, up to scale).
+  config.augment = ml_collections.ConfigDict(dict(flip=False, max_shift=0))
+  config.batch_size = 128
+  config.total_steps = 1000
+  config.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3))
+  config.schedule = ml_collections.ConfigDict(dict(name="cosine", warmup_steps=0, end_fraction=0.0))
+  config_defaults.add_training_options(config)
+  config.eval_every_steps = 500
+  config.eval_batch_size = 1000
+  config.evals = ml_collections.ConfigDict()
+  config.evals.classification = config_defaults.evaluation(
+    config,
+    "classification",
+    split=config.dataset.get_ref("eval_split").identity(),
+    batch_size=config.get_ref("eval_batch_size").identity(),
+  )
+  config.checkpoint = config_defaults.checkpoint_options(
+    every_steps=500, best_metric="classification/accuracy", best_mode="max"
+  )
+  return config
 
 
 @flax.struct.dataclass
@@ -34,11 +65,9 @@ class ClassifierState:
 class ClassifierTask:
   """Binds a model, loss and optimizer from the config to pure step functions."""
 
-  best_metric = "accuracy"
-  best_mode = "max"
   progress_metrics = ("loss",)
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, *, gradient_axis: str | None = None):
     self.config = config
     self.model = models.build_model(config.model, dtype=models.compute_dtype(config))
     self.loss_fn = losses.get_classification_loss(config.loss)
@@ -47,14 +76,34 @@ class ClassifierTask:
         raise ConfigError("label_smoothing applies to the cross_entropy loss only; set it to 0 for hinge losses.")
       self.loss_fn = functools.partial(self.loss_fn, label_smoothing=config.label_smoothing)
     self.l2_regularization = config.get("l2_regularization", 0.0)
-    self.optimizer, self.schedule = optimizers.build_optimizer(config.optimizer, config.schedule, config.total_steps)
+    self.optimizer, self.schedule = optimizers.build_optimizer(
+      config.optimizer, config.schedule, config.total_steps, gradient_axis=gradient_axis
+    )
     augment_config = config.get("augment") or ml_collections.ConfigDict()
     self.flip = augment_config.get("flip", False)
     self.max_shift = augment_config.get("max_shift", 0)
+    self.best_metric = config.checkpoint.best_metric
+    self.best_mode = config.checkpoint.best_mode
+    image_shape = tuple(config.get("input_shape") or (28, 28, 1))
+    num_classes = getattr(self.model, "num_classes", 10)
+    self.inference_functions = {
+      "predict": InferenceFunction(
+        fn=self.predict,
+        inputs={"images": TensorSpec("uint8", (-1, *image_shape), "pixels in [0, 255]")},
+        outputs={
+          "probabilities": TensorSpec("float32", (-1, num_classes), "softmax of the class scores"),
+          "labels": TensorSpec("int32", (-1,), "the most probable class"),
+        },
+      )
+    }
 
   @property
   def examples_per_step(self) -> int:
     return self.config.batch_size
+
+  def for_pmap(self, axis_name: str, num_devices: int) -> ClassifierTask:
+    del num_devices  # The step takes whatever batch it is given.
+    return ClassifierTask(self.config, gradient_axis=axis_name)
 
   def init_state(self, rng: jax.Array, image_shape: tuple[int, ...]) -> ClassifierState:
     variables = self.model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
@@ -101,30 +150,14 @@ class ClassifierTask:
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
-  def scores(self, state: ClassifierState, images: jax.Array) -> jax.Array:
-    """Class scores (logits or SVM decision values) in inference mode."""
-    images = samples.to_float(images)
-    return self.model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+  def inference_params(self, state: ClassifierState, *, use_ema: bool = True):
+    del use_ema  # No EMA: the trained weights are the model.
+    return {"params": state.params, "batch_stats": state.batch_stats}
 
-  def eval_step(self, state: ClassifierState, batch: dict) -> dict:
-    """Masked sums over one batch; `finalize_eval` turns their totals into means."""
-    scores = self.scores(state, batch["image"])
-    mask = batch["mask"]
-    return {
-      "loss_sum": jnp.sum(self.loss_fn(scores, batch["label"]) * mask),
-      "correct": jnp.sum((jnp.argmax(scores, -1) == batch["label"]) * mask),
-      "count": jnp.sum(mask),
-    }
+  def predict(self, params, inputs) -> dict:
+    """Class probabilities and labels of uint8 images, in inference mode."""
+    scores = self.model.apply(params, samples.to_float(inputs["images"]), train=False)
+    return {"probabilities": jax.nn.softmax(scores, -1), "labels": jnp.argmax(scores, -1).astype(jnp.int32)}
 
-  @staticmethod
-  def finalize_eval(totals: dict) -> dict:
-    count = max(float(totals["count"]), 1.0)
-    return {
-      "accuracy": float(totals["correct"]) / count,
-      "loss": float(totals["loss_sum"]) / count,
-      "num_examples": int(totals["count"]),
-    }
 
-  def predict_step(self, state: ClassifierState, images: jax.Array) -> dict:
-    scores = self.scores(state, images)
-    return {"label": jnp.argmax(scores, -1), "probabilities": jax.nn.softmax(scores, -1)}
+Task = ClassifierTask

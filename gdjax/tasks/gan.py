@@ -1,21 +1,26 @@
-"""GAN training: one state pytree and one jitted step for D and G.
+"""GAN training: one state pytree and one jitted step for D and G, and the `sample` inference function.
 
 The step is `(state, batch, rng) -> (state, metrics)`, like the classifier's.
 It makes `n_critic` discriminator updates, each on its own slice of real
 images and fresh noise, then one generator update, then moves the generator's
 exponential moving average. G, D, both optimizer states, batch statistics
-(batch norm in G, spectral-norm vectors in D) and the EMA generator all live
-in `GANState`, which Orbax saves and restores whole.
+(batch norm in G, spectral-norm vectors in D), the EMA generator and the
+regularisers' state all live in `GANState`, which Orbax saves and restores
+whole.
 
 A batch holds `batch_size * n_critic` real images. It is viewed as
 `[batch_size, n_critic, ...]`, so critic update `j` takes column `j`: every
-device keeps using the rows it already holds and nothing moves between devices.
+device keeps using the rows it already holds and nothing moves between
+devices. The first `n_critic - 1` critic updates run in one `lax.scan`, so
+the compiled program holds two copies of the update whatever `n_critic` is;
+the last one also keeps the generator's VJP, because its fakes drive the
+generator update too (G runs forward once for both).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -23,8 +28,78 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gdjax import gan_losses, losses, models, optimizers, samples
+from gdjax import config_defaults, gan_losses, gan_regularizers, models, optimizers, samples
 from gdjax.errors import ConfigError
+from gdjax.tasks.base import InferenceFunction, TensorSpec
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """A DCGAN with the non-saturating loss, Adam 2e-4, beta1 0.5 (Radford et al. 2016)."""
+  config = ml_collections.ConfigDict()
+  config.task = "gan"
+  config.dataset = config_defaults.fashion_mnist_dataset()
+  # conv_transpose / conv choose how the (transposed) convolutions are
+  # computed, never what: "auto" is the form measured fastest on the backend
+  # (gdjax/models/layers.py); "xla" is Flax's own.
+  config.model = ml_collections.ConfigDict(
+    dict(
+      generator=dict(name="dcgan_generator", width=64, use_batch_norm=True, conv_transpose="auto"),
+      discriminator=dict(name="dcgan_discriminator", width=64, spectral_norm=False, conv="auto"),
+    )
+  )
+  config.noise_dim = 100
+  config.conditional = False
+  config.num_classes = 10
+  config.gan_loss = "non_saturating"
+  # Comma-separated names from gdjax/gan_regularizers.py, e.g. "r1"; "" for none.
+  config.regularizers = ""
+  config.regularizer_options = gan_regularizers.default_options()
+  config.l2_weight_decay = 0.0  # Coupled L2 on G's and D's kernels (optax.add_decayed_weights).
+  config.n_critic = 1
+  config.ema_decay = 0.999
+  # Decay min(ema_decay, (1 + t) / (10 + t)) at update t, so early EMAs are not mostly init.
+  config.ema_warmup = True
+  config.batch_size = 64
+  config.total_steps = 3000
+  config.generator_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999))
+  config.discriminator_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999))
+  config.schedule = ml_collections.ConfigDict(dict(name="constant"))
+  config_defaults.add_training_options(config)
+  config.eval_every_steps = 1000
+  # Shared by every evaluation of generated samples: the same samples (seed,
+  # sample ids 0..num_samples-1) scored by each, as `gdjax sample --seed` draws them.
+  config.evaluation = ml_collections.ConfigDict(
+    dict(
+      feature_network="fashion_mnist_cnn",
+      feature_network_dir="",  # "" means the copy shipped in gdjax/assets.
+      num_samples=10_000,
+      batch_size=500,
+      sample_seed=0,
+      use_ema=True,
+    )
+  )
+  config.evals = ml_collections.ConfigDict()
+  config.evals.quality = sample_evaluation(
+    config,
+    "sample_quality",
+    split=config.dataset.get_ref("eval_split").identity(),
+    kid_subsets=100,
+    kid_subset_size=1000,
+    precision_recall_samples=5000,
+    precision_recall_k=3,
+  )
+  config.evals.coverage = sample_evaluation(config, "class_coverage")
+  config.evals.grid = config_defaults.evaluation(
+    config, "sample_grid", num_samples=100, sample_seed=7, use_ema=config.evaluation.get_ref("use_ema").identity()
+  )
+  config.checkpoint = config_defaults.checkpoint_options(every_steps=1000, best_metric="quality/fid", best_mode="min")
+  return config
+
+
+def sample_evaluation(config: ml_collections.ConfigDict, evaluator: str, **options) -> ml_collections.ConfigDict:
+  """An entry of `config.evals` that scores generated samples, with the options of `config.evaluation`."""
+  shared = {name: config.evaluation.get_ref(name).identity() for name in config.evaluation}
+  return config_defaults.evaluation(config, evaluator, **shared, **options)
 
 
 @flax.struct.dataclass
@@ -35,42 +110,85 @@ class GANState:
   generator_opt_state: Any
   discriminator_opt_state: Any
   ema_generator: Any  # Same structure as `generator`.
+  regularizer_state: Any  # {regulariser name: its state}, e.g. LeCam's anchors.
+
+
+class UpdateKeys(NamedTuple):
+  noise: jax.Array
+  regularizers: jax.Array
+  augment: jax.Array
+
+
+def critic_keys(step_rng: jax.Array, index) -> UpdateKeys:
+  """Keys of critic update `index` of a step: its noise, its regularisers' draws, its augmentations."""
+  return UpdateKeys(*jax.random.split(jax.random.fold_in(step_rng, index), 3))
+
+
+def generator_keys(step_rng: jax.Array, n_critic: int) -> UpdateKeys:
+  """Keys of a step's generator update (its noise is the last critic update's)."""
+  return UpdateKeys(*jax.random.split(jax.random.fold_in(step_rng, n_critic), 3))
 
 
 class GANTask:
-  """Binds G, D, the adversarial loss, penalty and optimizers to pure steps."""
+  """Binds G, D, the adversarial loss, regularisers and optimizers to pure steps."""
 
-  best_metric = "fid"
-  best_mode = "min"
   progress_metrics = ("d_loss", "g_loss")
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, *, gradient_axis: str | None = None, num_devices: int = 1):
     self.config = config
     self.num_classes = config.num_classes if config.conditional else 0
     self.noise_dim = config.noise_dim
     self.n_critic = config.n_critic
-    self.batch_size = config.batch_size
+    if config.batch_size % num_devices:
+      raise ConfigError(f"batch_size={config.batch_size} must be a multiple of the {num_devices} devices for pmap.")
+    self.batch_size = config.batch_size // num_devices  # Per device under pmap; global otherwise.
     dtype = models.compute_dtype(config)
     self.generator = models.build_model(config.model.generator, num_classes=self.num_classes, dtype=dtype)
     self.discriminator = models.build_model(config.model.discriminator, num_classes=self.num_classes, dtype=dtype)
     self.adversarial_loss = gan_losses.get_adversarial_loss(config.gan_loss)
-    if config.penalty.name not in gan_losses.PENALTIES:
+    self.regularizers = gan_regularizers.build_regularizers(config)
+    needs_independent = [name for name, reg in self.regularizers.items() if reg.needs_independent_examples]
+    if needs_independent and config.model.discriminator.get("use_batch_norm", False):
       raise ConfigError(
-        f"Unknown penalty {config.penalty.name!r}. Set --config.penalty.name to one of {gan_losses.PENALTIES}."
+        f"{needs_independent} need a discriminator without batch norm: each score must depend on its own image."
       )
-    if config.penalty.name != "none" and config.model.discriminator.get("use_batch_norm", False):
-      raise ConfigError("Gradient penalties need a discriminator without batch norm.")
+    weight_decay = config.get("l2_weight_decay", 0.0)
     self.generator_optimizer, self.generator_schedule = optimizers.build_optimizer(
-      config.generator_optimizer, config.schedule, config.total_steps
+      config.generator_optimizer,
+      config.schedule,
+      config.total_steps,
+      weight_decay=weight_decay,
+      gradient_axis=gradient_axis,
     )
     self.discriminator_optimizer, _ = optimizers.build_optimizer(
-      config.discriminator_optimizer, config.schedule, config.total_steps
+      config.discriminator_optimizer,
+      config.schedule,
+      config.total_steps,
+      weight_decay=weight_decay,
+      gradient_axis=gradient_axis,
     )
+    self.best_metric = config.checkpoint.best_metric
+    self.best_mode = config.checkpoint.best_mode
+    image_shape = tuple(config.get("input_shape") or (28, 28, 1))
+    inputs = {
+      "seed": TensorSpec("int32", (), "noise seed; the same (seed, sample id) gives the same image"),
+      "sample_ids": TensorSpec("int32", (-1,), "one id per sample: its noise is drawn from fold_in(key(seed), id)"),
+    }
+    if self.num_classes:
+      inputs["labels"] = TensorSpec("int32", (-1,), f"the class of each sample, in [0, {self.num_classes})")
+    self.inference_functions = {
+      "sample": InferenceFunction(
+        fn=self.sample, inputs=inputs, outputs={"images": TensorSpec("uint8", (-1, *image_shape), "pixels in [0, 255]")}
+      )
+    }
 
   @property
   def examples_per_step(self) -> int:
     """Real images one step consumes: `n_critic` discriminator updates' worth."""
-    return self.batch_size * self.n_critic
+    return self.config.batch_size * self.n_critic
+
+  def for_pmap(self, axis_name: str, num_devices: int) -> GANTask:
+    return GANTask(self.config, gradient_axis=axis_name, num_devices=num_devices)
 
   # --- State.
 
@@ -89,6 +207,7 @@ class GANTask:
       generator_opt_state=self.generator_optimizer.init(generator["params"]),
       discriminator_opt_state=self.discriminator_optimizer.init(discriminator["params"]),
       ema_generator=jax.tree.map(jnp.copy, generator),
+      regularizer_state={name: reg.init_state() for name, reg in self.regularizers.items()},
     )
 
   # --- Building blocks.
@@ -107,120 +226,148 @@ class GANTask:
         discriminator_variables, images, labels, train=True, mutable=["batch_stats"]
       )
       return scores, updates.get("batch_stats", discriminator_variables["batch_stats"])
-    return self.discriminator.apply(discriminator_variables, images, labels, train=False), discriminator_variables[
-      "batch_stats"
-    ]
+    scores = self.discriminator.apply(discriminator_variables, images, labels, train=False)
+    return scores, discriminator_variables["batch_stats"]
 
   def sample_noise(self, rng, n):
+    """Training noise and (for a conditional G) uniformly drawn labels for `n` fakes."""
     noise_rng, label_rng = jax.random.split(rng)
     noise = jax.random.normal(noise_rng, (n, self.noise_dim))
     labels = jax.random.randint(label_rng, (n,), 0, max(self.num_classes, 1))
     return noise, labels
 
-  def _penalty(self, discriminator_variables, real, fake, real_labels, fake_labels, rng):
-    name = self.config.penalty.name
-    if name == "none":
-      return jnp.zeros(())
-    score_fn_real = lambda x: self.score(discriminator_variables, x, real_labels, train=False)[0]
-    if name == "r1":
-      return jnp.mean(gan_losses.r1_penalty(score_fn_real, real))
-    # WGAN-GP interpolates real and fake images; the conditional score uses the real labels.
-    return jnp.mean(gan_losses.wgan_gradient_penalty(score_fn_real, real, fake, rng))
+  def augment(self, rng, images):
+    """Every regulariser's augmentation in turn (DiffAugment, say); the identity when none augments."""
+    for index, regularizer in enumerate(self.regularizers.values()):
+      images = regularizer.augment(jax.random.fold_in(rng, index), images)
+    return images
+
+  def _score_real_and_fake(self, variables, real, real_labels, fake, fake_labels):
+    if variables["batch_stats"]:
+      # Stateful D (spectral norm's power iteration): real, then fake, each advancing the state.
+      real_scores, batch_stats = self.score(variables, real, real_labels, train=True)
+      fake_scores, batch_stats = self.score(
+        {"params": variables["params"], "batch_stats": batch_stats}, fake, fake_labels, train=True
+      )
+      return real_scores, fake_scores, batch_stats
+    # Stateless D: one pass over real and fake together, the same scores as two passes.
+    scores, batch_stats = self.score(
+      variables, jnp.concatenate([real, fake]), jnp.concatenate([real_labels, fake_labels]), train=True
+    )
+    real_scores, fake_scores = jnp.split(scores, 2)
+    return real_scores, fake_scores, batch_stats
 
   # --- The step.
 
-  def discriminator_update(self, discriminator, opt_state, real, real_labels, fake, fake_labels, rng):
-    """One critic update on `real` and the generated `fake` images.
+  def discriminator_update(self, carry, real, real_labels, fake, fake_labels, keys: UpdateKeys):
+    """One critic update on `real` and the generated `fake` images (no gradient flows into G).
 
-    Returns the new discriminator variables and optimizer state and the
-    metrics of this update.
+    `carry` is (discriminator variables, its optimizer state, regulariser
+    state); returns it updated, and this update's metrics.
     """
-    l2 = self.config.get("l2_weight_decay", 0.0)
+    discriminator, opt_state, regularizer_state = carry
+    real_rng, fake_rng = jax.random.split(keys.augment)
+    real, fake = self.augment(real_rng, real), self.augment(fake_rng, fake)
 
     def objective(d_params):
       variables = {"params": d_params, "batch_stats": discriminator["batch_stats"]}
-      if discriminator["batch_stats"]:
-        # Stateful D (spectral norm's power iteration): real, then fake, each advancing the state.
-        real_scores, batch_stats = self.score(variables, real, real_labels, train=True)
-        fake_scores, batch_stats = self.score(
-          {"params": d_params, "batch_stats": batch_stats}, fake, fake_labels, train=True
-        )
-      else:
-        # Stateless D: one pass over real and fake together, the same scores as two passes.
-        scores, batch_stats = self.score(
-          variables, jnp.concatenate([real, fake]), jnp.concatenate([real_labels, fake_labels]), train=True
-        )
-        real_scores, fake_scores = jnp.split(scores, 2)
+      real_scores, fake_scores, batch_stats = self._score_real_and_fake(variables, real, real_labels, fake, fake_labels)
       adversarial = jnp.mean(self.adversarial_loss.discriminator(real_scores, fake_scores))
-      penalty = self._penalty(variables, real, fake, real_labels, fake_labels, rng)
-      total = adversarial + self.config.penalty.weight * penalty
-      if l2:
-        total = total + l2 * losses.l2_penalty(d_params)
-      return total, (batch_stats, adversarial, penalty, jnp.mean(real_scores), jnp.mean(fake_scores))
+      view = gan_regularizers.DiscriminatorView(
+        score=lambda images, labels: self.score(variables, images, labels, train=False)[0],
+        real=real,
+        fake=fake,
+        real_labels=real_labels,
+        fake_labels=fake_labels,
+        real_scores=real_scores,
+        fake_scores=fake_scores,
+      )
+      total, new_state, metrics = adversarial, {}, {}
+      for index, (name, regularizer) in enumerate(self.regularizers.items()):
+        term, new_state[name], terms = regularizer.discriminator_loss(
+          view, regularizer_state[name], jax.random.fold_in(keys.regularizers, index)
+        )
+        total = total + term
+        metrics.update(terms)
+      metrics.update(d_loss=adversarial, d_real=jnp.mean(real_scores), d_fake=jnp.mean(fake_scores))
+      return total, (batch_stats, new_state, metrics)
 
-    (_, (batch_stats, d_loss, penalty, d_real, d_fake)), grads = jax.value_and_grad(objective, has_aux=True)(
+    (_, (batch_stats, regularizer_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(
       discriminator["params"]
     )
     updates, opt_state = self.discriminator_optimizer.update(grads, opt_state, discriminator["params"])
     discriminator = {"params": optax.apply_updates(discriminator["params"], updates), "batch_stats": batch_stats}
-    metrics = {
-      "d_loss": d_loss,
-      "penalty": penalty,
-      "d_real": d_real,
-      "d_fake": d_fake,
-      "d_grad_norm": optax.tree.norm(grads),
-    }
-    return discriminator, opt_state, metrics
+    metrics["d_grad_norm"] = optax.tree.norm(grads)
+    return (discriminator, opt_state, regularizer_state), metrics
 
   def train_step(self, state: GANState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
     n, b = self.n_critic, self.batch_size
     images = samples.to_float(batch["image"])
-    real_all = images.reshape(b, n, *images.shape[1:])
-    real_labels_all = batch["label"].reshape(b, n)
-    l2 = self.config.get("l2_weight_decay", 0.0)
+    # [n_critic, batch_size, ...]: critic update j takes row j.
+    real_all = jnp.moveaxis(images.reshape(b, n, *images.shape[1:]), 1, 0)
+    real_labels_all = jnp.moveaxis(batch["label"].reshape(b, n), 1, 0)
     generator = state.generator
 
     def generator_forward(g_params, noise, labels):
       return self.generate({"params": g_params, "batch_stats": generator["batch_stats"]}, noise, labels, train=True)
 
-    discriminator, d_opt_state = state.discriminator, state.discriminator_opt_state
-    for critic_step in range(n):  # Unrolled: n_critic is small and static.
-      noise_rng, penalty_rng = jax.random.split(jax.random.fold_in(step_rng, critic_step))
-      noise, fake_labels = self.sample_noise(noise_rng, b)
-      if critic_step < n - 1:
-        fake, _ = generator_forward(generator["params"], noise, fake_labels)
-      else:
-        # The last critic step's fakes also drive the generator update (against
-        # the updated discriminator), so G runs forward once and keeps its VJP.
-        forward = functools.partial(generator_forward, noise=noise, labels=fake_labels)
-        fake, generator_vjp, g_batch_stats = jax.vjp(forward, generator["params"], has_aux=True)
-      discriminator, d_opt_state, d_metrics = self.discriminator_update(
-        discriminator,
-        d_opt_state,
-        real_all[:, critic_step],
-        real_labels_all[:, critic_step],
-        jax.lax.stop_gradient(fake),
-        fake_labels,
-        penalty_rng,
+    def critic_update(carry, inputs):
+      real, real_labels, index = inputs
+      keys = critic_keys(step_rng, index)
+      noise, fake_labels = self.sample_noise(keys.noise, b)
+      fake, _ = generator_forward(generator["params"], noise, fake_labels)
+      return self.discriminator_update(carry, real, real_labels, jax.lax.stop_gradient(fake), fake_labels, keys)
+
+    carry = (state.discriminator, state.discriminator_opt_state, state.regularizer_state)
+    if n > 1:
+      carry, _ = jax.lax.scan(critic_update, carry, (real_all[:-1], real_labels_all[:-1], jnp.arange(n - 1)))
+
+    # The last critic update's fakes also drive the generator update (against
+    # the updated discriminator), so G runs forward once and keeps its VJP.
+    keys = critic_keys(step_rng, n - 1)
+    noise, fake_labels = self.sample_noise(keys.noise, b)
+    forward = functools.partial(generator_forward, noise=noise, labels=fake_labels)
+    fake, generator_vjp, g_batch_stats = jax.vjp(forward, generator["params"], has_aux=True)
+    carry, d_metrics = self.discriminator_update(
+      carry, real_all[-1], real_labels_all[-1], jax.lax.stop_gradient(fake), fake_labels, keys
+    )
+    discriminator, d_opt_state, regularizer_state = carry
+
+    g_keys = generator_keys(step_rng, n)
+
+    def generator_objective(fake):
+      seen = self.augment(g_keys.augment, fake)
+      scores, _ = self.score(discriminator, seen, fake_labels, train=False)
+      adversarial = jnp.mean(self.adversarial_loss.generator(scores))
+      view = gan_regularizers.DiscriminatorView(
+        score=lambda images, labels: self.score(discriminator, images, labels, train=False)[0],
+        real=None,
+        fake=seen,
+        real_labels=None,
+        fake_labels=fake_labels,
+        real_scores=None,
+        fake_scores=scores,
       )
+      total, metrics = adversarial, {}
+      for index, (name, regularizer) in enumerate(self.regularizers.items()):
+        term, terms = regularizer.generator_loss(
+          view, regularizer_state[name], jax.random.fold_in(g_keys.regularizers, index)
+        )
+        total = total + term
+        metrics.update(terms)
+      return total, {**metrics, "g_loss": adversarial}
 
-    def generator_adversarial_loss(fake):
-      scores, _ = self.score(discriminator, fake, fake_labels, train=False)
-      return jnp.mean(self.adversarial_loss.generator(scores))
-
-    g_loss, fake_grads = jax.value_and_grad(generator_adversarial_loss)(fake)
+    (_, g_metrics), fake_grads = jax.value_and_grad(generator_objective, has_aux=True)(fake)
     (g_grads,) = generator_vjp(fake_grads)
-    if l2:
-      g_grads = jax.tree.map(lambda g, r: g + l2 * r, g_grads, jax.grad(losses.l2_penalty)(generator["params"]))
     updates, g_opt_state = self.generator_optimizer.update(g_grads, state.generator_opt_state, generator["params"])
     generator = {"params": optax.apply_updates(generator["params"], updates), "batch_stats": g_batch_stats}
     decay = ema_decay(self.config.ema_decay, state.step, warmup=self.config.get("ema_warmup", True))
-    ema_generator = jax.tree.map(lambda e, g: decay * e + (1.0 - decay) * g, state.ema_generator, generator)
+    ema_generator = optax.incremental_update(generator, state.ema_generator, step_size=1.0 - decay)
 
     metrics = {
       **d_metrics,
-      "g_loss": g_loss,
+      **g_metrics,
       "g_grad_norm": optax.tree.norm(g_grads),
       "learning_rate": self.generator_schedule(state.step),
     }
@@ -231,18 +378,28 @@ class GANTask:
       generator_opt_state=g_opt_state,
       discriminator_opt_state=d_opt_state,
       ema_generator=ema_generator,
+      regularizer_state=regularizer_state,
     )
     return new_state, metrics
 
-  # --- Sampling.
+  # --- Inference.
 
-  def sample_step(self, state: GANState, noise: jax.Array, labels: jax.Array, *, use_ema: bool = True) -> jax.Array:
-    """Images in [-1, 1] from the EMA (default) or raw generator, in inference mode."""
-    variables = state.ema_generator if use_ema else state.generator
-    return self.generate(variables, noise, labels, train=False)[0]
+  def inference_params(self, state: GANState, *, use_ema: bool = True):
+    return {"generator": state.ema_generator if use_ema else state.generator}
 
-  def predict_step(self, state, images):
-    raise ConfigError("This workdir holds a GAN; use `gdjax sample`, not `gdjax predict`.")
+  def sample(self, params, inputs) -> dict:
+    """uint8 images, one per sample id, whose noise is drawn from `fold_in(key(seed), id)`.
+
+    A sample depends only on (seed, id, label) and the weights, not on the
+    batch it is drawn in, so evaluators, `gdjax sample` and served models
+    all draw the same image for the same id.
+    """
+    root = jax.random.key(inputs["seed"])
+    keys = jax.vmap(lambda sample_id: jax.random.fold_in(root, sample_id))(inputs["sample_ids"])
+    noise = jax.vmap(lambda key: jax.random.normal(key, (self.noise_dim,)))(keys)
+    labels = inputs["labels"] if self.num_classes else jnp.zeros(noise.shape[:1], jnp.int32)
+    images, _ = self.generate(params["generator"], noise, labels, train=False)
+    return {"images": samples.to_uint8_on_device(images)}
 
 
 def ema_decay(decay: float, step: jax.Array, *, warmup: bool) -> jax.Array:
@@ -257,3 +414,6 @@ def ema_decay(decay: float, step: jax.Array, *, warmup: bool) -> jax.Array:
     return jnp.asarray(decay, jnp.float32)
   step = step.astype(jnp.float32)
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+Task = GANTask

@@ -10,48 +10,41 @@ write slower than the interval counts against it, as it would at the next
 save. The overhead is the median window with a save over the median window
 without, minus one. The target is under 5 %.
 
-Run:
-  .venv/bin/python benchmarks/async_checkpoint_overhead.py [--configs cnn_fashion_mnist dcgan_fashion_mnist] [--repeats 3]
-  .venv/bin/python benchmarks/async_checkpoint_overhead.py --every_steps 20 --repeats 1   # a quick check that it runs
+Run (from the repository root):
+  .venv/bin/python -m benchmarks.checkpoint_overhead [--configs mlp_fashion_mnist linear_svm_fashion_mnist] [--repeats 5]
+  .venv/bin/python -m benchmarks.checkpoint_overhead --every_steps 20 --repeats 1   # a quick check that it runs
 
-Writes benchmarks/results/async_checkpoint_overhead.json.
+Writes benchmarks/results/checkpoint_overhead.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(__file__))
+import jax  # noqa: I001
 
-import jax  # noqa: E402
-from common import load_config, print_table, write_results  # noqa: E402
+from benchmarks import common  # Before JAX starts: applies gdjax's default XLA flags.
+from gdjax import checkpoint, data, parallel, run_state, tasks
 
-from gdjax import checkpoint, data, parallel, tasks  # noqa: E402
-
-DEFAULT_CONFIGS = ("cnn_fashion_mnist", "dcgan_fashion_mnist")
+DEFAULT_CONFIGS = ("mlp_fashion_mnist", "linear_svm_fashion_mnist", "cnn_fashion_mnist", "dcgan_fashion_mnist")
 
 
 def measure(config_name: str, repeats: int, every_steps: int | None) -> dict:
-  config = load_config(config_name)
+  config = common.load_config(config_name)
   every_steps = every_steps or config.checkpoint.every_steps
-  task = tasks.build_task(config)
-  mesh = parallel.make_data_mesh()
   builder = data.get_builder(config.dataset)
   config.input_shape = tuple(builder.info.features["image"].shape)
-  init_state = functools.partial(task.init_state, image_shape=config.input_shape)
-  rng = jax.random.key(config.seed)
-  shapes = jax.eval_shape(init_state, rng)
-  state = jax.jit(init_state, out_shardings=parallel.state_shardings(shapes, mesh))(rng)
+  task = tasks.build_task(config)
+  mesh = parallel.make_data_mesh()
+  run = run_state.create_or_restore(task, mesh, image_shape=config.input_shape, seed=config.seed)
+  state = run.state
+  _, rng = run_state.root_keys(config.seed)
   parallelism = config.get("parallelism", "jit")
-  train_step = parallel.compile_train_step(task, shapes, mesh, parallelism=parallelism)
+  train_step = parallel.compile_train_step(task, run.shapes, mesh, parallelism=parallelism)
   batches = parallel.prefetch_to_mesh(
     data.train_batches(builder, config.dataset, global_batch_size=task.examples_per_step, seed=config.seed),
     parallel.batch_sharding(mesh),
@@ -117,7 +110,7 @@ def main() -> None:
   parser.add_argument("--every_steps", type=int, default=None, help="default: each config's checkpoint.every_steps")
   args = parser.parse_args()
   rows = [measure(name, args.repeats, args.every_steps) for name in args.configs]
-  print_table(
+  common.print_table(
     rows,
     [
       ("config", "config"),
@@ -133,8 +126,8 @@ def main() -> None:
   over = [r["config"] for r in rows if r["overhead_pct"] >= 5]
   print("async checkpoint overhead < 5 %:", "yes" if not over else f"NO for {over}")
   quick = args.every_steps is not None
-  name = "async_checkpoint_overhead" + ("_quick" if quick else "")
-  print("wrote", write_results(name, rows, merge_key="config"))
+  name = "checkpoint_overhead" + ("_quick" if quick else "")
+  print("wrote", common.write_results(name, rows, merge_key="config"))
 
 
 if __name__ == "__main__":

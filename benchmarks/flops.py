@@ -1,4 +1,4 @@
-"""Model FLOPs of a function, counted from its convolutions and matmuls.
+"""Model FLOPs of a function, counted from its convolutions and matmuls: the numerator of the suite's MFU.
 
 `matmul_and_conv_flops(fn, *args)` traces `fn` to a jaxpr and adds up
 2 * multiply-adds of every `dot_general` and `conv_general_dilated` in it,
@@ -11,6 +11,9 @@ A convolution with input dilation (the input gradient of a strided
 convolution, or XLA's form of a transposed one) multiplies mostly inserted
 zeros; only the products with real inputs are counted, so a model's FLOPs do
 not depend on which of those forms computes it.
+
+Only JAX is imported here (no torch, no gdjax), so tests/test_flops.py can
+import it on any machine.
 """
 
 from __future__ import annotations
