@@ -106,3 +106,24 @@ def draw_samples(
     sample, params, batched, batch_size=batch_size, mesh=context.mesh, scalars={"seed": np.int32(seed)}
   )["images"]
   return images, labels
+
+
+class SampleEvaluator(Evaluator):
+  """Base of the evaluators that score a generator's samples: ids 0..num_samples-1 under `sample_seed`."""
+
+  requires = ("sample",)
+
+  def __init__(self, inference, context: EvalContext, *, num_samples: int, sample_seed: int, batch_size: int):
+    super().__init__(inference, context)
+    self.num_samples, self.sample_seed, self.batch_size = num_samples, sample_seed, batch_size
+
+  def draw(self, params: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """This evaluator's samples (uint8) and, for a conditional generator, their labels."""
+    return draw_samples(
+      self.inference["sample"],
+      params,
+      self.context,
+      num_samples=self.num_samples,
+      seed=self.sample_seed,
+      batch_size=self.batch_size,
+    )

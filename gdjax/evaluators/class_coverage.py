@@ -22,13 +22,10 @@ import math
 import numpy as np
 
 from gdjax.evaluators import feature_network as feature_networks
-from gdjax.evaluators.base import EvalContext, draw_samples
-from gdjax.evaluators.base import Evaluator as BaseEvaluator
+from gdjax.evaluators.base import EvalContext, SampleEvaluator
 
 
-class Evaluator(BaseEvaluator):
-  requires = ("sample",)
-
+class Evaluator(SampleEvaluator):
   def __init__(
     self,
     inference,
@@ -40,20 +37,12 @@ class Evaluator(BaseEvaluator):
     feature_network: str = feature_networks.DEFAULT_NAME,
     feature_network_dir: str = "",
   ):
-    super().__init__(inference, context)
-    self.num_samples, self.batch_size, self.sample_seed = num_samples, batch_size, sample_seed
+    super().__init__(inference, context, num_samples=num_samples, sample_seed=sample_seed, batch_size=batch_size)
     self.feature_network = feature_networks.load(feature_network, feature_network_dir)
 
   def run(self, params, step: int | None = None) -> dict:
     del step
-    images, labels = draw_samples(
-      self.inference["sample"],
-      params,
-      self.context,
-      num_samples=self.num_samples,
-      seed=self.sample_seed,
-      batch_size=self.batch_size,
-    )
+    images, labels = self.draw(params)
     return self.coverage(images, labels)
 
   def coverage(self, images_uint8: np.ndarray, labels: np.ndarray | None = None) -> dict:

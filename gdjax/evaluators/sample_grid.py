@@ -10,32 +10,21 @@ from __future__ import annotations
 import jax
 
 from gdjax import samples
-from gdjax.evaluators.base import EvalContext, draw_samples
-from gdjax.evaluators.base import Evaluator as BaseEvaluator
+from gdjax.evaluators.base import EvalContext, SampleEvaluator
 
 SAMPLES_DIR = "samples"
 
 
-class Evaluator(BaseEvaluator):
-  requires = ("sample",)
-
+class Evaluator(SampleEvaluator):
   def __init__(
     self, inference, context: EvalContext, *, num_samples: int = 100, sample_seed: int = 7, batch_size: int = 100
   ):
-    super().__init__(inference, context)
-    self.num_samples, self.sample_seed, self.batch_size = num_samples, sample_seed, batch_size
+    super().__init__(inference, context, num_samples=num_samples, sample_seed=sample_seed, batch_size=batch_size)
 
   def run(self, params, step: int | None = None) -> dict:
     if self.context.workdir is None or step is None:
       return {}
-    images, labels = draw_samples(
-      self.inference["sample"],
-      params,
-      self.context,
-      num_samples=self.num_samples,
-      seed=self.sample_seed,
-      batch_size=self.batch_size,
-    )
+    images, labels = self.draw(params)
     if jax.process_index() == 0:
       columns = len(self.context.class_names) if labels is not None else None
       samples.save_image_grid(images, self.context.workdir / SAMPLES_DIR / f"step_{step:07d}.png", columns=columns)

@@ -14,13 +14,10 @@ import numpy as np
 from gdjax import data
 from gdjax.evaluators import feature_network as feature_networks
 from gdjax.evaluators import gan_metrics
-from gdjax.evaluators.base import EvalContext, draw_samples
-from gdjax.evaluators.base import Evaluator as BaseEvaluator
+from gdjax.evaluators.base import EvalContext, SampleEvaluator
 
 
-class Evaluator(BaseEvaluator):
-  requires = ("sample",)
-
+class Evaluator(SampleEvaluator):
   def __init__(
     self,
     inference,
@@ -37,8 +34,8 @@ class Evaluator(BaseEvaluator):
     precision_recall_samples: int = 5000,
     precision_recall_k: int = 3,
   ):
-    super().__init__(inference, context)
-    self.split, self.num_samples, self.batch_size, self.sample_seed = split, num_samples, batch_size, sample_seed
+    super().__init__(inference, context, num_samples=num_samples, sample_seed=sample_seed, batch_size=batch_size)
+    self.split = split
     self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
     self.precision_recall_samples, self.precision_recall_k = precision_recall_samples, precision_recall_k
     self.feature_network = feature_networks.load(feature_network, feature_network_dir)
@@ -61,14 +58,7 @@ class Evaluator(BaseEvaluator):
 
   def run(self, params, step: int | None = None) -> dict:
     del step
-    images, _ = draw_samples(
-      self.inference["sample"],
-      params,
-      self.context,
-      num_samples=self.num_samples,
-      seed=self.sample_seed,
-      batch_size=self.batch_size,
-    )
+    images, _ = self.draw(params)
     return self.score_images(images)
 
   def score_images(self, images_uint8: np.ndarray) -> dict:
