@@ -25,6 +25,16 @@ $(VENV)/.ray-installed: $(BIN)/gdjax
 	$(BIN)/pip install --quiet -e '.[test,ray]'
 	touch $@
 
+# gdjax serve (an optional extra), and tritonclient in a venv of its own for the serving tests:
+# it pins an ml_dtypes older than jax's.
+$(VENV)/.serve-installed: $(BIN)/gdjax
+	$(BIN)/pip install --quiet -e '.[test,serve]'
+	touch $@
+
+$(VENV)/tritonclient/bin/python:
+	$(PYTHON) -m venv $(VENV)/tritonclient
+	$(VENV)/tritonclient/bin/pip install --quiet 'tritonclient[http]==2.73.0'
+
 # Fashion-MNIST's IDX files from Debian's package (no internet needed beyond apt).
 data:
 	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
@@ -59,12 +69,14 @@ lint: install
 format: install
 	$(BIN)/ruff format gdjax tests benchmarks configs
 
-# Multi-process tests (several `gdjax train` processes over loopback) and the Ray
-# launcher's tests (a local Ray instance kept on loopback) run as their own steps.
-test: install lint $(VENV)/.ray-installed
-	$(BIN)/python -m pytest -q tests -m "not multiprocess and not ray"
+# Multi-process tests (several `gdjax train` processes over loopback), the Ray
+# launcher's tests (a local Ray instance kept on loopback) and the live `gdjax serve`
+# tests (servers on loopback) run as their own steps.
+test: install lint $(VENV)/.ray-installed $(VENV)/.serve-installed $(VENV)/tritonclient/bin/python
+	$(BIN)/python -m pytest -q tests -m "not multiprocess and not ray and not serve"
 	$(BIN)/python -m pytest -q tests -m multiprocess
 	$(BIN)/python -m pytest -q tests -m ray
+	$(BIN)/python -m pytest -q tests -m serve
 
 clean:
 	rm -rf $(VENV) workdirs .pytest_cache

@@ -7,6 +7,9 @@
   gdjax sample  --workdir W --num N --out S.npy [--seed S] [--labels 0,1,2] [--raw_weights] [--grid S.png]
   gdjax sweep   --sweep configs/sweeps/NAME.py --out DIR [--parallel N] [--launcher local|ray] [--ray_address A]
                 [--seeds 0,1,2] [--set FIELD=VALUE ...] [--print_commands | --aggregate_only]
+  gdjax export  --workdir W --out DIR [--checkpoint latest|best] [--format jax,saved_model]
+  gdjax serve   DIR [DIR ...] [--host 127.0.0.1] [--port 8080] [--token T | $GDJAX_SERVE_TOKEN]
+                [--max_batch_size 64] [--batch_window_ms 2] [--nobatching] [--max_queue_rows 512] ...
 
 Input errors (a bad config field, a missing dataset, a wrong array, a workdir
 of another model or in use by another run) print one message that says how to
@@ -185,12 +188,80 @@ def _sweep(fv: flags.FlagValues) -> int:
   return sweep_cli.run(fv)  # 1 if any run failed.
 
 
+def _define_export_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
+  flags.DEFINE_string(
+    "out", None, "The export directory (new, empty, or an earlier export to replace).", flag_values=fv
+  )
+  flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint to export.", flag_values=fv)
+  flags.DEFINE_list(
+    "format",
+    ["jax"],
+    "jax (jax.export artifacts, always written) and saved_model (also a TF SavedModel).",
+    flag_values=fv,
+  )
+  flags.DEFINE_list(
+    "platforms", ["cpu", "cuda", "tpu"], "Platforms to lower for (TPU is dropped if jax cannot).", flag_values=fv
+  )
+
+
+def _export(fv: flags.FlagValues) -> None:
+  from gdjax.serving import export
+
+  _require(fv, "workdir", "out")
+  metadata = export.export_workdir(
+    fv.workdir, fv.out, which=fv.checkpoint, formats=tuple({"jax", *fv.format}), platforms=tuple(fv.platforms)
+  )
+  for name, function in metadata["functions"].items():
+    print(f"Wrote {name} ({', '.join(function['platforms'])}) to {os.path.join(fv.out, function['artifact'])}")
+  print(f"Metadata: {os.path.join(fv.out, 'gdjax_export.json')}; serve it with `gdjax serve {fv.out}`.")
+
+
+_SERVE_ARGV: list[str] = []  # `gdjax serve DIR [DIR ...]`: the directories are the positional arguments.
+
+
+def _define_serve_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  _SERVE_ARGV[:] = argv
+  flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0 only inside a container).", flag_values=fv)
+  flags.DEFINE_integer("port", 8080, "Port to listen on.", flag_values=fv)
+  flags.DEFINE_string(
+    "token", None, "Bearer token that guards the inference endpoints (default $GDJAX_SERVE_TOKEN).", flag_values=fv
+  )
+  flags.DEFINE_integer("max_batch_size", 64, "Largest batch; buckets are the powers of two below it.", flag_values=fv)
+  flags.DEFINE_float("batch_window_ms", 2.0, "How long a batch waits for more requests.", flag_values=fv)
+  flags.DEFINE_bool(
+    "batching", True, "Merge concurrent requests into batches (--nobatching: one at a time).", flag_values=fv
+  )
+  flags.DEFINE_integer("max_queue_rows", 512, "Rows that may wait; beyond, requests get 429.", flag_values=fv)
+  flags.DEFINE_integer("max_images_per_request", 64, "Images one classify request may hold.", flag_values=fv)
+  flags.DEFINE_integer("max_samples_per_request", 256, "Samples one sample request may ask for.", flag_values=fv)
+  flags.DEFINE_integer("max_body_bytes", 4 * 2**20, "Largest request body; beyond, 413.", flag_values=fv)
+  flags.DEFINE_float("request_timeout_s", 30.0, "A request not answered by then gets 504.", flag_values=fv)
+
+
+def _serve(fv: flags.FlagValues) -> int:
+  from gdjax.serving import runtime, server
+
+  directories = fv(_SERVE_ARGV)[1:]
+  if not directories:
+    raise _UsageError("name at least one export directory: `gdjax serve DIR [DIR ...]`.")
+  names = ("max_batch_size", "batch_window_ms", "batching", "max_queue_rows", "max_images_per_request")
+  names += ("max_samples_per_request", "max_body_bytes", "request_timeout_s", "token")
+  try:
+    options = runtime.ServeOptions.with_token_from_env(**{name: fv[name].value for name in names})
+  except ValueError as e:
+    raise _UsageError(str(e)) from None
+  return server.serve(directories, options, host=fv.host, port=fv.port)
+
+
 COMMANDS = {
   "train": (_define_train_flags, _train),
   "eval": (_define_eval_flags, _eval),
   "predict": (_define_predict_flags, _predict),
   "sample": (_define_sample_flags, _sample),
   "sweep": (_define_sweep_flags, _sweep),
+  "export": (_define_export_flags, _export),
+  "serve": (_define_serve_flags, _serve),
 }
 
 
