@@ -4,17 +4,18 @@ Run from the repository root (serve and test extras), with an export of the
 CNN classifier and of a generator:
 
   python -m benchmarks.serve_load --classifier EXPORT_DIR --generator EXPORT_DIR \\
-      [--concurrency 1,8,32] [--seconds 8] [--max_requests 20000] [--overload_seconds 15]
+      [--concurrency 1,8,32] [--seconds 5] [--repeats 3] [--overload_seconds 15]
 
 For each model (the classifier with one image per request, the generator
-with 16 samples per request) and each of batching on and off, it starts
-`gdjax serve` on 127.0.0.1 (a free port) and runs closed-loop clients at
-each concurrency: each connection sends its next request when the last is
-answered, for `--seconds` or `--max_requests` requests, whichever comes
-first. It reports p50 and p99 latency and requests/s. The client is wrk
-(C; `apt-get install wrk`) where it is installed, else aiohttp
-(`--client aiohttp`), which costs the shared cores several times more CPU
-per request.
+with 16 samples per request) it starts two `gdjax serve` processes on
+127.0.0.1, one batching and one not (`--nobatching`), and runs closed-loop
+clients at each concurrency: each connection sends its next request when
+the last is answered, for `--seconds` or `--max_requests` requests,
+whichever comes first. Measurements alternate between the two servers,
+`--repeats` times, and the report gives the median over repeats of p50 and
+p99 latency and requests/s. The client is wrk (C; `apt-get install wrk`)
+where it is installed, else aiohttp (`--client aiohttp`), which costs the
+shared cores several times more CPU per request.
 
 Then the overload test: with batching on and a queue of
 `--overload_queue_rows` rows, requests arrive open-loop (at a fixed rate,
@@ -23,7 +24,9 @@ at twice the classifier's highest measured throughput, for
 `--overload_seconds`. A bounded queue must answer the excess
 with 429 and keep the latency of what it takes bounded: the report gives
 the share of 429s and the p50/p99 of the 200s in each third of the run.
-The open-loop client is aiohttp (wrk has no fixed-rate mode).
+The open-loop client is hey (Go; `apt-get install hey`) where it is
+installed, else aiohttp (wrk has no fixed-rate mode). The report adds the
+server's own counts and latency shares from its /metrics.
 
 The client runs in this process on the same machine as the server: on a
 2-core CPU they share the cores, and so do any other jobs running (the
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import shutil
@@ -213,25 +215,54 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float, 
     sending = time.perf_counter() - begin
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - begin
+  retry_after = sorted({r for *_, status, r in records if status == 429})
+  records = [(offset, latency, status) for offset, latency, status, _ in records]
+  return overload_summary(records, rate, seconds, sending=sending, elapsed=elapsed, retry_after=retry_after)
+
+
+def hey_open_loop(url: str, body: bytes, rate: float, seconds: float, workers: int, scratch: Path) -> dict:
+  """`open_loop` with hey (Go): `workers` connections, each sending at rate/workers per second.
+
+  A worker whose answer is late sends its next request late, so the rate
+  achieved is reported; it stays at the offered rate as long as answers come
+  back faster than 1 / (rate/workers) seconds.
+  """
+  (scratch / "overload.json").write_bytes(body)
+  command = ["hey", "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:.4f}", "-m", "POST"]
+  command += ["-T", "application/json", "-D", str(scratch / "overload.json"), "-t", "30", "-o", "csv", url]
+  output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+  records = []  # (start offset, latency, status)
+  for line in output.splitlines()[1:]:
+    fields = line.split(",")
+    if len(fields) >= 8:
+      records.append((float(fields[7]), float(fields[0]), int(fields[6])))
+  return overload_summary(records, rate, seconds, sending=seconds, elapsed=seconds, retry_after=None)
+
+
+def overload_summary(records, rate, seconds, *, sending, elapsed, retry_after) -> dict:
   statuses = {}
-  for _, _, status, _ in records:
+  for _, _, status in records:
     statuses[status] = statuses.get(status, 0) + 1
   thirds = []
   for third in range(3):
     low, high = third * seconds / 3, (third + 1) * seconds / 3
-    ok = [latency for offset, latency, status, _ in records if low <= offset < high and status == 200]
-    thirds.append({"ok": len(ok), "p50_ms": _ms(ok, 50), "p99_ms": _ms(ok, 99)})
-  retry_after = sorted({r for *_, status, r in records if status == 429})
-  return {
-    "offered_rps": rate,
+    ok = [latency for offset, latency, status in records if low <= offset < high and status == 200]
+    refused = [latency for offset, latency, status in records if low <= offset < high and status == 429]
+    thirds.append(
+      {"ok": len(ok), "p50_ms": _ms(ok, 50), "p99_ms": _ms(ok, 99), "429": len(refused), "429_p99_ms": _ms(refused, 99)}
+    )
+  summary = {
+    "offered_rps": round(rate, 1),
     "achieved_rps": round(len(records) / sending, 1),
     "sent": len(records),
     "statuses": statuses,
-    "share_429": statuses.get(429, 0) / max(len(records), 1),
-    "answered_200_per_s": statuses.get(200, 0) / elapsed,
+    "share_429": round(statuses.get(429, 0) / max(len(records), 1), 3),
+    "answered_200_per_s": round(statuses.get(200, 0) / elapsed, 1),
     "thirds": thirds,
-    "retry_after": retry_after,
   }
+  if retry_after is not None:
+    summary["retry_after"] = retry_after
+  return summary
 
 
 # wrk's Lua hooks: POST the body, stop after MAX_REQUESTS answers, print the summary as one JSON line.
@@ -307,8 +338,9 @@ def main() -> None:
   parser.add_argument("--classifier", required=True)
   parser.add_argument("--generator", required=True)
   parser.add_argument("--concurrency", default="1,8,32")
-  parser.add_argument("--seconds", type=float, default=8.0)
+  parser.add_argument("--seconds", type=float, default=5.0)
   parser.add_argument("--max_requests", type=int, default=20_000)
+  parser.add_argument("--repeats", type=int, default=3, help="alternations of batching on and off; medians reported")
   parser.add_argument("--overload_seconds", type=float, default=15.0)
   parser.add_argument("--overload_factor", type=float, default=2.0)
   parser.add_argument("--overload_queue_rows", type=int, default=128, help="the server's --max_queue_rows then")
@@ -318,6 +350,12 @@ def main() -> None:
     choices=["wrk", "aiohttp"],
     default="wrk" if shutil.which("wrk") else "aiohttp",
     help="closed-loop client: wrk (apt-get install wrk; the default where found) or aiohttp",
+  )
+  parser.add_argument(
+    "--overload_client",
+    choices=["hey", "aiohttp"],
+    default="hey" if shutil.which("hey") else "aiohttp",
+    help="open-loop client of the overload test: hey (Go; the default where found) or aiohttp",
   )
   args = parser.parse_args()
   rng = np.random.default_rng(0)
@@ -330,46 +368,110 @@ def main() -> None:
     "classifier, 1 image/request": (args.classifier, [classify_body(rng) for _ in range(64)]),
     "generator, 16 samples/request": (args.generator, [sample_body(rng, conditional) for _ in range(64)]),
   }
-  rows = []
+  concurrencies = [int(c) for c in args.concurrency.split(",")]
   print(machine_line(), flush=True)
+  runs = []  # One entry per measurement, in the order taken.
   for workload, (directory, bodies) in workloads.items():
     name = Path(directory).name
-    for batching in (True, False):
-      flags = [] if batching else ["--nobatching"]
-      with LiveServer([directory], *flags) as server, tempfile.TemporaryDirectory() as scratch:
-        url = f"{server.url}/v2/models/{name}/infer"
-
-        run = functools.partial(closed_loop_with, args.client, url, bodies, Path(scratch))
-        run(4, 1, 200)  # Warm the connections and caches.
-        for concurrency in map(int, args.concurrency.split(",")):
-          result = run(concurrency, args.seconds, args.max_requests)
-          row = {
-            "workload": workload,
-            "batching": batching,
-            "concurrency": concurrency,
-            "client": args.client,
-            **result,
-          }
-          rows.append(row)
-          print(json.dumps(row), flush=True)
+    # Both servers run side by side, and the measurements alternate between them, so that a change in what
+    # else the shared machine is doing falls on both alike. The idle one only waits on its socket.
+    with (
+      LiveServer([directory]) as batched,
+      LiveServer([directory], "--nobatching") as unbatched,
+      tempfile.TemporaryDirectory() as scratch,
+    ):
+      servers = {True: batched, False: unbatched}
+      for server in servers.values():  # Warm the connections and caches.
+        closed_loop_with(args.client, f"{server.url}/v2/models/{name}/infer", bodies, Path(scratch), 4, 1, 200)
+      for repeat in range(args.repeats):
+        for concurrency in concurrencies:
+          order = (True, False) if (repeat + concurrency) % 2 == 0 else (False, True)
+          for batching in order:
+            url = f"{servers[batching].url}/v2/models/{name}/infer"
+            result = closed_loop_with(
+              args.client, url, bodies, Path(scratch), concurrency, args.seconds, args.max_requests
+            )
+            run = {"workload": workload, "batching": batching, "concurrency": concurrency, "repeat": repeat, **result}
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+  rows = medians(runs, args.client)
+  print(table(rows), flush=True)
   saturating = max(r["rps"] for r in rows if r["workload"].startswith("classifier") and r["batching"])
-  with LiveServer([args.classifier], "--max_queue_rows", str(args.overload_queue_rows)) as server:
+  with (
+    LiveServer([args.classifier], "--max_queue_rows", str(args.overload_queue_rows)) as server,
+    tempfile.TemporaryDirectory() as scratch,
+  ):
     url = f"{server.url}/v2/models/{Path(args.classifier).name}/infer"
     bodies = workloads["classifier, 1 image/request"][1]
     rate = args.overload_factor * saturating
-    overload = asyncio.run(open_loop(url, bodies, rate, args.overload_seconds, args.overload_connections))
-  overload["saturating_rps"] = saturating
+    if args.overload_client == "hey":
+      overload = hey_open_loop(url, bodies[0], rate, args.overload_seconds, args.overload_connections, Path(scratch))
+    else:
+      overload = asyncio.run(open_loop(url, bodies, rate, args.overload_seconds, args.overload_connections))
+    overload["server_queue_rows_max"] = args.overload_queue_rows
+    overload["server_metrics"] = server_latency(server)
+    overload["still_up"] = server.process.poll() is None
+  overload.update(saturating_rps=saturating, client=args.overload_client)
   print(json.dumps({"overload": overload}), flush=True)
   results = REPO / "benchmarks" / "results"
   results.mkdir(exist_ok=True)
-  payload = {"machine": machine_line(), "args": vars(args), "rows": rows, "overload": overload}
+  payload = {"machine": machine_line(), "args": vars(args), "rows": rows, "runs": runs, "overload": overload}
   (results / "serve_load.json").write_text(json.dumps(payload, indent=2) + "\n")
-  print(table(rows))
+  speedup = [
+    next(r["rps"] for r in rows if r["workload"].startswith("classifier") and r["concurrency"] == c and r["batching"])
+    / next(
+      r["rps"] for r in rows if r["workload"].startswith("classifier") and r["concurrency"] == c and not r["batching"]
+    )
+    for c in concurrencies
+  ]
+  print(
+    "classifier throughput, batching on / off: "
+    + ", ".join(f"{x:.2f}x at concurrency {c}" for c, x in zip(concurrencies, speedup, strict=True))
+  )
+  print(machine_line())
+
+
+def server_latency(server: LiveServer) -> dict:
+  """The server's own view from /metrics: answers by status, and the share of 200s answered within 0.5 s and
+  1 s of reaching the app (time spent before that, in the kernel's queues, is not in it)."""
+  text = urllib.request.urlopen(f"{server.url}/metrics", timeout=30).read().decode()
+  counts, buckets = {}, {}
+  for line in text.splitlines():
+    if line.startswith("gdjax_serve_requests_total{") and 'endpoint="infer"' in line:
+      code = line.split('code="')[1].split('"')[0]
+      counts[code] = counts.get(code, 0) + float(line.rsplit(" ", 1)[1])
+    if line.startswith("gdjax_serve_request_latency_seconds_bucket{") and 'endpoint="infer"' in line:
+      buckets[line.split('le="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+  # The histogram holds every answer; the refusals (429s, answered before the body is read) all fall in its
+  # lowest buckets, so the 200s within a bound are the answers within it less the refusals.
+  ok = counts.get("200", 0) or 1
+  refused = sum(n for code, n in counts.items() if code != "200")
+  return {
+    "answers_by_code": counts,
+    "share_of_200_within_0.5s": round((buckets.get("0.5", 0) - refused) / ok, 3),
+    "share_of_200_within_1s": round((buckets.get("1.0", 0) - refused) / ok, 3),
+  }
+
+
+def medians(runs: list[dict], client: str) -> list[dict]:
+  """Per (workload, batching, concurrency): the median over repeats of requests/s, p50 and p99."""
+  rows = []
+  keys = dict.fromkeys((r["workload"], r["batching"], r["concurrency"]) for r in runs)
+  for workload, batching, concurrency in keys:
+    group = [r for r in runs if (r["workload"], r["batching"], r["concurrency"]) == (workload, batching, concurrency)]
+    row = {"workload": workload, "batching": batching, "concurrency": concurrency, "client": client}
+    row["repeats"] = len(group)
+    row["requests"] = sum(r["requests"] for r in group)
+    for field in ("rps", "p50_ms", "p99_ms"):
+      row[field] = round(float(np.median([r[field] for r in group])), 1)
+    row["non_200"] = sum(sum(v for k, v in r["statuses"].items() if k not in (200, "200")) for r in group)
+    rows.append(row)
+  return sorted(rows, key=lambda r: (r["workload"], not r["batching"], r["concurrency"]))
 
 
 def table(rows) -> str:
   lines = [
-    "| workload | batching | concurrency | requests | p50 ms | p99 ms | requests/s |",
+    "| workload | batching | concurrency | requests (all repeats) | p50 ms | p99 ms | requests/s |",
     "|---|---|---|---|---|---|---|",
   ]
   for r in rows:

@@ -8,7 +8,7 @@
   gdjax sweep   --sweep configs/sweeps/NAME.py --out DIR [--parallel N] [--launcher local|ray] [--ray_address A]
                 [--seeds 0,1,2] [--set FIELD=VALUE ...] [--print_commands | --aggregate_only]
   gdjax export  --workdir W --out DIR [--checkpoint latest|best] [--format jax,saved_model]
-  gdjax serve   DIR [DIR ...] [--host 127.0.0.1] [--port 8080] [--token T | $GDJAX_SERVE_TOKEN]
+  gdjax serve   [NAME=]DIR ... [--host 127.0.0.1] [--port 8080] [--token T | $GDJAX_SERVE_TOKEN]
                 [--max_batch_size 64] [--batch_window_ms 2] [--nobatching] [--max_queue_rows 512] ...
 
 Input errors (a bad config field, a missing dataset, a wrong array, a workdir
@@ -217,7 +217,7 @@ def _export(fv: flags.FlagValues) -> None:
   print(f"Metadata: {os.path.join(fv.out, 'gdjax_export.json')}; serve it with `gdjax serve {fv.out}`.")
 
 
-_SERVE_ARGV: list[str] = []  # `gdjax serve DIR [DIR ...]`: the directories are the positional arguments.
+_SERVE_ARGV: list[str] = []  # `gdjax serve [NAME=]DIR ...`: the directories are the positional arguments.
 
 
 def _define_serve_flags(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -244,7 +244,7 @@ def _serve(fv: flags.FlagValues) -> int:
 
   directories = fv(_SERVE_ARGV)[1:]
   if not directories:
-    raise _UsageError("name at least one export directory: `gdjax serve DIR [DIR ...]`.")
+    raise _UsageError("name at least one export directory: `gdjax serve [NAME=]DIR [[NAME=]DIR ...]`.")
   names = ("max_batch_size", "batch_window_ms", "batching", "max_queue_rows", "max_images_per_request")
   names += ("max_samples_per_request", "max_body_bytes", "request_timeout_s", "token")
   try:

@@ -24,7 +24,7 @@ from test_export import test_images as make_images  # noqa: E402
 
 from benchmarks import serve_fuzz  # noqa: E402
 from gdjax import cli  # noqa: E402
-from gdjax.serving import runtime, server  # noqa: E402
+from gdjax.serving import artifact, runtime, server  # noqa: E402
 
 TOKEN = "a-test-token-of-some-length"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -120,7 +120,6 @@ class TestProtocol:
     assert np.abs(images - reference_samples(exported.gan_workdir, batch).astype(int)).max() <= 1
 
   def test_concurrent_requests_with_different_seeds_share_batches_and_get_their_own_rows(self, client, exported):
-    from gdjax.serving import artifact
 
     ids = np.arange(3)
     sample = artifact.load(exported.gan).functions["sample"]
@@ -370,3 +369,11 @@ def test_serve_refuses_bad_options(exported, capsys):
   assert "at least 16 characters" in capsys.readouterr().err
   assert cli.main(["gdjax", "serve", "--max_queue_rows", "4"]) == 2
   assert "at least one export directory" in capsys.readouterr().err
+
+
+def test_models_are_named_after_their_directory_or_by_name_equals_dir(exported):
+  options = runtime.ServeOptions()
+  assert set(runtime.load_models([exported.classifier, exported.gan], options)) == {"cnn", "cdcgan"}
+  assert set(runtime.load_models([f"fashion={exported.classifier}"], options)) == {"fashion"}
+  with pytest.raises(artifact.ArtifactError, match="NAME=DIR"):
+    runtime.load_models([exported.classifier, f"cnn={exported.classifier}"], options)

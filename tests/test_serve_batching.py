@@ -161,3 +161,51 @@ def test_stop_refuses_new_requests():
       await batcher.submit(rows(0, 1), timeout_s=1)
 
   run(main())
+
+
+def test_only_requests_of_one_shape_share_a_batch():
+  """A free dimension past the batch axis (a VAE's draws per image) keeps requests of different sizes apart."""
+  seen = []
+
+  def model(batch):
+    seen.append(batch["x"].shape)
+    return {"y": batch["x"].sum(axis=1)}
+
+  async def main():
+    batcher = batching.Batcher(model, max_batch_size=8, window_s=0.05)
+    batcher.start()
+    shapes = [(1, 3), (2, 5), (1, 3), (1, 5)]
+    requests = [np.full(shape, i, np.int64) for i, shape in enumerate(shapes)]
+    results = await asyncio.gather(*(batcher.submit({"x": x}, timeout_s=5) for x in requests))
+    await batcher.stop()
+    return requests, results
+
+  requests, results = run(main())
+  for x, result in zip(requests, results):
+    np.testing.assert_array_equal(result["y"], x.sum(axis=1))
+  # Requests are taken in order of arrival, and a batch ends at the first one of another width.
+  assert [shape[1] for shape in seen] == [3, 5, 3, 5]
+
+
+def test_the_window_is_waited_out_only_while_an_announced_request_is_on_its_way():
+  model = Model()
+
+  async def main():
+    batcher = batching.Batcher(model, max_batch_size=8, window_s=0.5, announced=True)
+    batcher.start()
+    start = asyncio.get_running_loop().time()
+    await batcher.submit(rows(0, 1), timeout_s=5)  # Alone: runs at once.
+    alone = asyncio.get_running_loop().time() - start
+
+    withdraw = batcher.announce()  # A second request is being read...
+    first = asyncio.ensure_future(batcher.submit(rows(10, 1), timeout_s=5))
+    await asyncio.sleep(0.1)
+    withdraw()
+    second = await batcher.submit(rows(20, 1), timeout_s=5)  # ...and joins the first one's batch.
+    await first
+    await batcher.stop()
+    return alone, second
+
+  alone, second = run(main())
+  assert alone < 0.25 and model.batches == [1, 2]
+  np.testing.assert_array_equal(second["y"], [40])

@@ -7,6 +7,7 @@ $GDJAX_TRITONCLIENT_PYTHON) because it pins an ml_dtypes older than jax's.
 """
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -19,8 +20,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REPO, gdjax_env
-from test_export import SEED, exported_models, reference_predictions, reference_samples
+from conftest import REPO, configs_for_task, gdjax_env
+from test_export import SEED, exported_models, reference_predictions, reference_samples, write_untrained_workdir
 from test_export import test_images as make_images
 
 pytest.importorskip("fastapi", reason="gdjax serve needs the serve extra: pip install -e '.[serve]'")
@@ -173,3 +174,61 @@ def test_sigterm_answers_the_request_in_flight_refuses_new_ones_and_exits_0(expo
   assert answer["outputs"][0]["shape"] == [3, 28, 28, 1]
   images = np.reshape(answer["outputs"][0]["data"], (3, 28, 28, 1))
   assert np.abs(images - reference_samples(exported.gan_workdir, 3).astype(int)).max() <= 1
+
+
+def test_every_inference_function_of_a_vae_is_exported_and_served(tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir):
+  """Export goes through the task interface alone: a VAE's four functions are served as `<dir>.<function>`."""
+  if "vae_fashion_mnist" not in configs_for_task("vae"):
+    pytest.skip("no VAE config")
+  import jax
+
+  from gdjax import cli, inference
+
+  workdir = write_untrained_workdir(
+    "vae_fashion_mnist", tmp_path / "vae_run", fake_fashion_mnist_dir, fake_tfds_data_dir
+  )
+  assert cli.main(["gdjax", "export", "--workdir", str(workdir), "--out", str(tmp_path / "vae")]) == 0
+  trained = inference.TrainedModel(workdir)
+  params = trained.task.inference_params(trained.state)
+  functions = trained.task.inference_functions
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+  latent_dim = functions["decode"].inputs["latents"].shape[1]
+  noise = {k: rng.standard_normal((3, k, latent_dim)).astype(np.float32) for k in (2, 5)}
+
+  def tensor(name, value, datatype):
+    value = np.asarray(value)
+    return {"name": name, "shape": list(value.shape), "datatype": datatype, "data": value.ravel().tolist()}
+
+  with LiveServer([tmp_path / "vae"], "--max_batch_size", "4", env=gdjax_env(devices=1)) as server:
+    served = {
+      m["name"] for m in (json.load(urllib.request.urlopen(f"{server.url}/v2/models/vae.{f}")) for f in functions)
+    }
+    assert served == {f"vae.{name}" for name in functions}
+
+    def infer(function, *tensors):
+      answer = server.post_json(f"/v2/models/vae.{function}/infer", json.dumps({"inputs": list(tensors)}).encode())
+      return {o["name"]: np.reshape(o["data"], o["shape"]) for o in answer["outputs"]}
+
+    encoded = infer("encode", tensor("images", images, "UINT8"))
+    expected = jax.jit(functions["encode"].fn)(params, {"images": images})
+    np.testing.assert_allclose(encoded["mean"], expected["mean"], atol=1e-5, rtol=1e-5)
+    latents = np.asarray(expected["mean"], np.float32)
+    decoded = infer("decode", tensor("latents", latents, "FP32"))["images"]
+    reference = jax.jit(functions["decode"].fn)(params, {"latents": latents})["images"]
+    assert np.abs(decoded - np.asarray(reference).astype(int)).max() <= 1
+    # Two requests with different numbers of draws per image arrive together; each gets its own answer.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      answers = list(
+        pool.map(
+          lambda k: infer("log_weights", tensor("images", images, "UINT8"), tensor("noise", noise[k], "FP32")), noise
+        )
+      )
+    for k, answer in zip(noise, answers, strict=True):
+      reference = jax.jit(functions["log_weights"].fn)(params, {"images": images, "noise": noise[k]})["log_weights"]
+      assert answer["log_weights"].shape == (3, k)
+      np.testing.assert_allclose(answer["log_weights"], reference, rtol=1e-4, atol=1e-3)
+    too_far = {"inputs": [tensor("latents", np.full((1, latent_dim), 1e39), "FP32")]}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+      server.post_json("/v2/models/vae.decode/infer", json.dumps(too_far).encode())
+    assert refused.value.code == 400 and "float32" in json.loads(refused.value.read())["error"]

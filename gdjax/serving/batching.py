@@ -17,6 +17,12 @@ is dropped from the queue and never computed. The model runs in one worker
 thread per model, outside the event loop, which keeps parsing and answering
 other requests meanwhile.
 
+A server knows which requests are on their way: it announces each one
+from its arrival until it is submitted (`announce`). With `announced=True`
+the window is waited out only while some announced request has not yet
+arrived in the queue, so a lone request (a client at concurrency 1) runs at
+once instead of paying the window.
+
 With merging off (`merge=False`), each request is its own batch: the
 baseline the load test compares against.
 """
@@ -76,6 +82,7 @@ class Batcher:
     window_s: float = 0.002,
     max_queue_rows: int = 512,
     merge: bool = True,
+    announced: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
   ):
     if max_batch_size < 1 or max_queue_rows < max_batch_size:
@@ -89,6 +96,8 @@ class Batcher:
     self.max_queue_rows = max_queue_rows
     self.merge = merge
     self.on_batch = on_batch or (lambda rows, bucket: None)
+    self.announced = announced
+    self.arriving = 0  # Requests announced (being read and checked) but not yet submitted.
     self.queued_rows = 0
     self._queue: collections.deque[_Pending] = collections.deque()
     self._wakeup = asyncio.Event()
@@ -113,6 +122,22 @@ class Batcher:
       self._task.cancel()
       await asyncio.gather(self._task, return_exceptions=True)
     self._executor.shutdown(wait=True)
+
+  def announce(self) -> Callable[[], None]:
+    """Counts a request on its way to `submit` (arrived, still being read and checked); returns the function
+    that withdraws it, to call just before `submit` with no `await` between, or when the request fails.
+    With `announced=True`, a batch waits out its window only while some request is on its way."""
+    self.arriving += 1
+    withdrawn = False
+
+    def withdraw() -> None:
+      nonlocal withdrawn
+      if not withdrawn:
+        withdrawn = True
+        self.arriving -= 1
+        self._wakeup.set()  # A window waiting for this request may end now.
+
+    return withdraw
 
   def check_room(self, rows: int = 1) -> None:
     """Raises `QueueFull` (or `ShuttingDown`) unless `rows` more rows fit in the queue now."""
@@ -172,6 +197,8 @@ class Batcher:
         remaining = deadline - loop.time()
         if rows >= self.max_batch_size or self._queue or remaining <= 0:
           break  # Full, or the next request does not fit (rows or shape), or the window is over.
+        if self.announced and not self.arriving:
+          break  # No request is on its way: waiting would only add latency.
         self._wakeup.clear()
         try:
           await asyncio.wait_for(self._wakeup.wait(), remaining)

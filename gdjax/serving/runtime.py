@@ -1,8 +1,8 @@
 """The models a server holds: each export directory's functions, their batchers, warm-up and V2 metadata.
 
 A served model is one exported function. Its V2 name is the export
-directory's base name, or `<base name>.<function>` for a directory with
-several functions (a VAE's encode and decode). Loading reads the metadata,
+directory's base name (or the NAME of `NAME=DIR`), or `<name>.<function>`
+for a directory with several functions (a VAE's encode and decode). Loading reads the metadata,
 refuses an artifact this jax cannot load (with the message of
 `artifact.ArtifactVersionError`) and deserializes; warming up compiles every
 batch bucket, after which the model reports ready.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -93,6 +94,7 @@ class ServedModel:
       window_s=self.options.batch_window_ms / 1000,
       max_queue_rows=self.options.max_queue_rows,
       merge=self.options.batching,
+      announced=True,
       on_batch=lambda rows, bucket: metrics.batch(self.name, rows, bucket),
     )
     self.batcher.start()
@@ -139,18 +141,32 @@ class ServedModel:
     }
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 def load_models(directories, options: ServeOptions) -> dict[str, ServedModel]:
-  """Every function of every export directory, by V2 name; raises `artifact.ArtifactError` with what to do."""
+  """Every function of every export directory, by V2 name; raises `artifact.ArtifactError` with what to do.
+
+  A directory is named by its base name, or by NAME in `NAME=DIR` (as where a
+  platform mounts every model at the same path, KServe's /mnt/models).
+  """
   served = {}
-  for directory in map(Path, directories):
+  for given in map(str, directories):
+    base, separator, path = given.partition("=")
+    if not separator or not MODEL_NAME.fullmatch(base):
+      base, path = Path(given).resolve().name, given
+    directory = Path(path)
+    if not MODEL_NAME.fullmatch(base):
+      raise artifact.ArtifactError(
+        f"{base!r} cannot be a model name (letters, digits, '_', '.', '-'); name it with NAME={directory}."
+      )
     model = artifact.load(directory)
-    base = directory.resolve().name
     names = list(model.functions)
     for function_name in names:
       name = base if len(names) == 1 else f"{base}.{function_name}"
       if name in served:
         raise artifact.ArtifactError(
-          f"Two export directories are both named {base!r}; models are named after their directory, so rename one."
+          f"Two export directories are both named {base!r}; name one with NAME=DIR (e.g. {base}2={directory})."
         )
       served[name] = ServedModel(name, directory, model, function_name, options)
   return served

@@ -49,21 +49,44 @@ from gdjax.serving.runtime import ServedModel, ServeOptions, load_models
 from gdjax.serving.validation import BadRequest
 
 log = logging.getLogger("gdjax.serve")
+WITHDRAW = "gdjax_withdraw"  # The key, in an ASGI scope's state, of the request's `Batcher.announce` withdrawal.
 
 
 def error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
   return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class BodyLimit:
-  """ASGI middleware: a body over `limit` bytes gets 413 before the app reads it (Content-Length or counted)."""
+class Admission:
+  """ASGI middleware in front of everything: sheds load and refuses large bodies before a byte is parsed.
 
-  def __init__(self, app, limit: int):
-    self.app, self.limit = app, limit
+  `shed(model, scope)` returns a response (a 429) when the request's model
+  (`model_of(scope)`) has no room in its queue: under overload a refusal then costs no body read, no
+  JSON and no routing, which keeps the server answering faster than the
+  requests arrive. A body over `limit` bytes gets 413 (by its Content-Length,
+  or counted as it arrives).
+  """
+
+  def __init__(self, app, limit: int, model_of, shed):
+    self.app, self.limit, self.model_of, self.shed = app, limit, model_of, shed
 
   async def __call__(self, scope, receive, send):
     if scope["type"] != "http":
       return await self.app(scope, receive, send)
+    model = self.model_of(scope)
+    if model is None or model.batcher is None:
+      return await self.admit(scope, receive, send)
+    refusal = self.shed(model, scope)
+    if refusal is not None:
+      return await refusal(scope, receive, send)
+    # From here until `submit`, the batcher knows this request is coming (see `batching.Batcher.announce`).
+    withdraw = model.batcher.announce()
+    scope.setdefault("state", {})[WITHDRAW] = withdraw
+    try:
+      return await self.admit(scope, receive, send)
+    finally:
+      withdraw()
+
+  async def admit(self, scope, receive, send):
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
       return await self.too_large(scope, receive, send)
@@ -120,6 +143,29 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     log.exception("internal error on %s", request.url.path)
     return error("The server failed on this request; it is logged. The server is still up.", 500)
 
+  def model_of(scope) -> ServedModel | None:
+    """The model an inference request (POST .../infer or .../classify) is for, else None."""
+    parts = scope["path"].split("/")
+    if scope["method"] != "POST":
+      return None
+    if parts[1:3] == ["v2", "models"] and len(parts) in (5, 7) and parts[-1] == "infer":
+      return models.get(parts[3])  # /v2/models/{name}[/versions/{version}]/infer
+    if len(parts) == 4 and parts[1] == "models" and parts[3] == "classify":
+      return models.get(parts[2])  # /models/{name}/classify
+    return None
+
+  def shed(model: ServedModel, scope) -> Response | None:
+    """A 429 when `model`'s queue is full (see `Admission`), else None."""
+    try:
+      model.batcher.check_room()
+    except batching.QueueFull as e:
+      metrics.rejected.labels(model.name).inc()
+      metrics.observe(model.name, "infer" if scope["path"].endswith("/infer") else "classify_png", 429, 0.0)
+      return error(str(e), 429, {"Retry-After": str(e.retry_after_s)})
+    except batching.ShuttingDown:
+      return None  # Answered 503 by the route.
+    return None
+
   def find(request: Request) -> ServedModel:
     name, version = request.path_params["name"], request.path_params.get("version", "1")
     if name not in models:
@@ -170,9 +216,10 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
 
     return decorate
 
-  async def compute(model: ServedModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  async def compute(request: Request, model: ServedModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if not model.ready:
       raise BadRequest(f"Model {model.name!r} is still warming up; poll /v2/models/{model.name}/ready.", status=503)
+    request.scope.get("state", {}).get(WITHDRAW, lambda: None)()  # No `await` until `submit` has queued it.
     return await model.batcher.submit(inputs, timeout_s=options.request_timeout_s)
 
   async def live(request: Request) -> Response:
@@ -195,13 +242,13 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
 
   @endpoint("infer", guarded=True)
   async def infer(request, model):
-    model.batcher.check_room()  # Under overload, refuse before spending time on parsing.
+    model.batcher.check_room()  # Already checked by `Admission`; the queue may have filled since.
     _check_content_type(request, "application/json", allow_missing=True)
     if "inference-header-content-length" in request.headers:
       raise BadRequest("This server does not take Triton's binary tensor extension; send JSON (binary_data=False).")
     body = await request.body()
     request_id, inputs, wanted = validation.parse_infer_request(body, model.function, max_rows=model.max_rows)
-    outputs = await compute(model, inputs)
+    outputs = await compute(request, model, inputs)
     payload = {
       "model_name": model.name,
       "model_version": "1",
@@ -220,7 +267,7 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
       )
     _check_content_type(request, "image/png", allow_missing=False)
     images = validation.decode_png(await request.body(), model.image_shape)
-    outputs = await compute(model, model.function.to_artifact({"images": images}))
+    outputs = await compute(request, model, model.function.to_artifact({"images": images}))
     names = model.model.class_names
     label = int(outputs["labels"][0])
     probabilities = outputs["probabilities"][0].tolist()
@@ -240,7 +287,7 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     inputs = validation.parse_sample_query(
       dict(request.query_params), model.function, max_rows=model.max_rows, num_classes=len(model.model.class_names)
     )
-    outputs = await compute(model, inputs)
+    outputs = await compute(request, model, inputs)
     return Response(_png_grid(outputs["images"]), media_type="image/png")
 
   async def prometheus(request: Request) -> Response:
@@ -256,7 +303,7 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     openapi_url=None,
     exception_handlers={HTTPException: http_error, RequestValidationError: validation_error, Exception: internal_error},
   )
-  app.add_middleware(BodyLimit, limit=options.max_body_bytes)
+  app.add_middleware(Admission, limit=options.max_body_bytes, model_of=model_of, shed=shed)
   routes = [
     ("/v2/health/live", live, "GET"),
     ("/v2/health/ready", ready, "GET"),
