@@ -63,10 +63,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
   skip_nonfinite = bool(config.get("skip_nonfinite_steps", False))
   builder = data.get_builder(config.dataset)
-  config.input_shape = tuple(builder.info.features["image"].shape)
+  config.input_shape = data.input_shape(builder, config.dataset)
+  if "num_classes" in config:  # A task that sizes its state by the classes gets the dataset's count.
+    config.num_classes = data.num_classes(builder)
   task = tasks.build_task(config)
   mesh = parallel.make_data_mesh()
   parallel.check_global_batch_size(task.examples_per_step)
+  data.check_training_plan(
+    builder, config.dataset, global_batch_size=task.examples_per_step, total_steps=config.total_steps
+  )
   scheduled_evaluators = evaluators.build_evaluators(task, config, evaluators.EvalContext(mesh, builder, workdir))
   _check_best_metric(task, config)
   checkpoint.check_workdir_config(workdir, config)

@@ -204,3 +204,115 @@ def test_processes_preparing_the_same_dataset_at_once_all_succeed(fake_fashion_m
   outputs = [child.communicate(timeout=300)[0] for child in children]
   assert [child.returncode for child in children] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
   assert all(output.strip().splitlines()[-1] == "256" for output in outputs)
+
+
+class TestClassBalancedSubset:
+  def test_exact_counts_per_class_where_the_size_allows(self):
+    labels = np.repeat(np.arange(10), 50)
+    for size in (10, 23, 100, 499):
+      chosen = data.class_balanced_subset(labels, size, seed=0)
+      counts = np.bincount(labels[chosen], minlength=10)
+      assert len(np.unique(chosen)) == size
+      assert counts.min() == size // 10 and counts.max() == -(-size // 10)
+      assert np.sum(counts == size // 10 + 1) == size % 10
+
+  def test_a_small_class_gives_all_it_has_and_the_others_share_the_rest(self):
+    labels = np.array([0] * 3 + [1] * 40 + [2] * 40)
+    counts = np.bincount(labels[data.class_balanced_subset(labels, 60, seed=1)], minlength=3)
+    np.testing.assert_array_equal(sorted(counts), [3, 28, 29])
+    assert counts[0] == 3
+
+  def test_same_seed_same_subset_other_seed_other_subset_and_sizes_nest(self):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1000)
+    a, b = data.class_balanced_subset(labels, 100, seed=4), data.class_balanced_subset(labels, 100, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, data.class_balanced_subset(labels, 100, seed=5))
+    for small, large in ((10, 35), (35, 100), (100, 120)):
+      assert set(data.class_balanced_subset(labels, small, seed=4)) <= set(
+        data.class_balanced_subset(labels, large, seed=4)
+      )
+
+  def test_whole_split_and_bad_sizes(self):
+    labels = np.arange(20) % 4
+    np.testing.assert_array_equal(data.class_balanced_subset(labels, 20, seed=0), np.arange(20))
+    for size in (0, 21):
+      with pytest.raises(ValueError, match="between 1 and 20"):
+        data.class_balanced_subset(labels, size, seed=0)
+
+
+class TestSubsetsAndSinglePass:
+  """Through `train_batches`: the subset is the same on 1 and 4 devices, on 2 processes and across a resume."""
+
+  def config(self, local_dir, data_dir, **overrides):
+    return dataset_config(local_dir, data_dir, subset_size=40, subset_seed=7, **overrides)
+
+  def take(self, builder, config, n, **kwargs):
+    batches = data.train_batches(builder, config, global_batch_size=8, seed=1, **kwargs)
+    return [next(batches) for _ in range(n)]
+
+  def test_training_sees_exactly_the_subset(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = self.config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+    arrays = data.load_split(builder, "train[:200]", whole=True)
+    chosen = data.class_balanced_subset(arrays["label"], 40, seed=7)
+    epoch = self.take(builder, config, 5)  # 40 / 8: one epoch.
+    images = np.concatenate([b["image"] for b in epoch])
+    assert sorted(map(bytes, images)) == sorted(map(bytes, arrays["image"][chosen]))
+    assert np.bincount(np.concatenate([b["label"] for b in epoch]), minlength=10).tolist() == [4] * 10
+
+  def test_the_same_subset_on_one_and_four_devices_two_processes_and_after_a_resume(
+    self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, monkeypatch
+  ):
+    import jax
+
+    from gdjax import parallel
+
+    config = self.config(fake_fashion_mnist_dir, fake_tfds_data_dir)
+    whole = self.take(builder, config, 7)  # Crosses an epoch boundary.
+    resumed = self.take(builder, config, 3, start_step=4)
+    for x, y in zip(whole[4:], resumed):
+      np.testing.assert_array_equal(x["image"], y["image"])
+    for devices in (1, 4):  # The global batch on a mesh of 1 or 4 devices holds the same rows.
+      mesh = parallel.make_data_mesh(jax.devices()[:devices])
+      placed = parallel.to_global_batch(whole[0], parallel.batch_sharding(mesh))
+      np.testing.assert_array_equal(jax.device_get(placed["image"]), whole[0]["image"])
+    parts = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    for index in (0, 1):
+      monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+      parts.append(self.take(builder, config, 7))
+    for one, first, second in zip(whole, *parts):
+      np.testing.assert_array_equal(np.concatenate([first["label"], second["label"]]), one["label"])
+
+  def test_single_pass_reads_every_example_once_then_ends(self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, train_split="train[:60]", single_pass=True)
+    batches = list(data.train_batches(builder, config, global_batch_size=16, seed=0))
+    assert len(batches) == 4  # ceil(60 / 16), and then the iterator ends.
+    masks = np.concatenate([b["mask"] for b in batches])
+    assert masks.tolist() == [1.0] * 60 + [0.0] * 4
+    images = np.concatenate([b["image"] for b in batches])[masks == 1]
+    expected = data.load_split(builder, "train[:60]", whole=True)["image"]
+    assert sorted(map(bytes, images)) == sorted(map(bytes, expected))
+    resumed = list(data.train_batches(builder, config, global_batch_size=16, seed=0, start_step=3))
+    np.testing.assert_array_equal(resumed[0]["image"], batches[3]["image"])
+
+  @pytest.mark.parametrize(
+    "overrides, total_steps, message",
+    [
+      (dict(single_pass=True), 12, r"200 training examples exactly once, in batches of 16 .* that is 13 steps"),
+      (dict(subset_size=300), 1, r"subset_size=300, but the training split 'train\[:200\]' has 200 examples"),
+      (dict(subset_size=20, in_memory=False), 1, r"needs the in-memory pipeline"),
+    ],
+  )
+  def test_plans_that_do_not_fit_are_refused(
+    self, builder, fake_fashion_mnist_dir, fake_tfds_data_dir, overrides, total_steps, message
+  ):
+    config = dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir, **overrides)
+    with pytest.raises(ConfigError, match=message):
+      data.check_training_plan(builder, config, global_batch_size=16, total_steps=total_steps)
+    assert (
+      data.check_training_plan(
+        builder, dataset_config(fake_fashion_mnist_dir, fake_tfds_data_dir), global_batch_size=16, total_steps=5
+      )
+      == 200
+    )

@@ -1,4 +1,4 @@
-"""TFDS input pipelines: any TFDS image dataset by name, split per JAX process.
+"""TFDS input pipelines: any TFDS image (or, as bag-of-words counts, text) dataset by name, split per JAX process.
 
 Each process makes batches of `global_batch_size / process_count` examples.
 In memory (the default, for datasets that fit in host memory) every process
@@ -13,6 +13,16 @@ batches into global arrays on the mesh.
 
 The training order is a pure function of the seed: a run resumed at step `k`
 skips the first `k` batches and sees exactly what an uninterrupted run sees.
+
+Two options of the in-memory pipeline serve learning curves and closed-form
+fits. `dataset.subset_size` trains on a class-balanced subset of the
+training split (`subsets.class_balanced_subset`, drawn under
+`dataset.subset_seed`). `dataset.single_pass` reads the training examples
+exactly once, in `ceil(N / batch_size)` batches whose last one is padded,
+each with a float `mask` (1 for a real example): what a sum of sufficient
+statistics (naive Bayes) needs, where an endless shuffled stream would count
+some examples twice and drop others. `check_training_plan` refuses, before
+anything is written, a plan that does not fit those options.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gdjax.data import fashion_mnist_local
+from gdjax.data import fashion_mnist_local, subsets, text
 from gdjax.errors import ConfigError, DatasetError
 
 
@@ -43,8 +53,34 @@ def get_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetB
 
   For `fashion_mnist`, a local directory of IDX files (`local_dir`,
   `$GDJAX_FASHION_MNIST_DIR` or Debian's `/usr/share/datasets/fashion-mnist`)
-  is preferred over TFDS's download, which needs the internet.
+  is preferred over TFDS's download, which needs the internet. With
+  `dataset_config.text_feature` set, the builder is wrapped so that its
+  examples are bag-of-words counts (`text.BagOfWordsBuilder`).
   """
+  builder = _get_tfds_builder(dataset_config)
+  if dataset_config.get("text_feature"):
+    return text.BagOfWordsBuilder(
+      builder,
+      text_feature=dataset_config.text_feature,
+      vocabulary_size=dataset_config.get("vocabulary_size", 0),
+      train_split=dataset_config.train_split,
+    )
+  return builder
+
+
+def input_shape(builder: tfds.core.DatasetBuilder, dataset_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The shape of one model input: the image's, or `(vocabulary_size,)` for a text dataset."""
+  if dataset_config.get("text_feature"):
+    return (int(dataset_config.vocabulary_size),)
+  return tuple(builder.info.features["image"].shape)
+
+
+def num_classes(builder: tfds.core.DatasetBuilder) -> int:
+  """How many classes the dataset's `label` feature has."""
+  return int(builder.info.features["label"].num_classes)
+
+
+def _get_tfds_builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   name, data_dir = dataset_config.name, dataset_config.get("data_dir") or None
   if name == "fashion_mnist":
     local_dir = dataset_config.get("local_dir") or fashion_mnist_local.default_local_dir()
@@ -130,6 +166,49 @@ def _read_process_split(builder, split: str, *, shuffle_files: bool, seed: int):
   return builder.as_dataset(split=process_split, shuffle_files=shuffle_files, read_config=read_config)
 
 
+def check_training_plan(
+  builder: tfds.core.DatasetBuilder,
+  dataset_config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  total_steps: int,
+) -> int:
+  """Checks the training split and the subset and single-pass options against the run; returns N.
+
+  N is the number of training examples: `dataset_config.subset_size` if
+  set, else the size of the training split. With `single_pass`, training
+  must take exactly `ceil(N / global_batch_size)` steps: fewer would leave
+  examples out, and there is nothing to read after them. Raises ConfigError,
+  saying what to set, before anything is written.
+  """
+  split = dataset_config.train_split
+  split_size = num_examples(builder, split)  # Fails with a clear message on a bad split.
+  subset_size = int(dataset_config.get("subset_size", 0) or 0)
+  single_pass = bool(dataset_config.get("single_pass", False))
+  for option, used in (("subset_size", subset_size), ("single_pass", single_pass)):
+    if used and not dataset_config.get("in_memory", True):
+      raise ConfigError(
+        f"config.dataset.{option} needs the in-memory pipeline, which holds the whole split; set "
+        "--config.dataset.in_memory=True."
+      )
+  if subset_size and not 0 < subset_size <= split_size:
+    raise ConfigError(
+      f"config.dataset.subset_size={subset_size}, but the training split {split!r} has {split_size} examples. "
+      f"Set it between 1 and {split_size} (0 trains on the whole split)."
+    )
+  n = subset_size or split_size
+  if single_pass:
+    steps = math.ceil(n / global_batch_size)
+    if total_steps != steps:
+      what = "would leave examples out" if total_steps < steps else "would ask for batches after the last one"
+      raise ConfigError(
+        f"config.dataset.single_pass reads each of the {n} training examples exactly once, in batches of "
+        f"{global_batch_size} (the last one padded): that is {steps} steps, and total_steps={total_steps} {what}. "
+        f"Set --config.total_steps={steps}, or change batch_size."
+      )
+  return n
+
+
 def train_batches(
   builder: tfds.core.DatasetBuilder,
   dataset_config: ml_collections.ConfigDict,
@@ -146,12 +225,19 @@ def train_batches(
   million examples/s, so even a linear model is never starved. Otherwise a
   streaming tf.data pipeline shuffles, batches and scales on the fly.
   Either way the order is a pure function of `seed` and the step.
+
+  In memory, `dataset_config.subset_size` (with `subset_seed`) replaces the
+  split by a class-balanced subset of it, and `dataset_config.single_pass`
+  makes the batches one padded pass with a `mask` that then ends (see the
+  module docstring); `check_training_plan` says whether a run fits them.
   """
   local_batch_size = _local_batch_size(global_batch_size)
   split = dataset_config.train_split
   num_examples(builder, split)  # Fails early, with a clear message, on a bad split.
   if dataset_config.get("in_memory", True):
-    return _in_memory_batches(builder, split, global_batch_size, seed, start_step)
+    return _in_memory_batches(builder, dataset_config, global_batch_size, seed, start_step)
+  if dataset_config.get("subset_size") or dataset_config.get("single_pass"):
+    raise ConfigError("config.dataset.subset_size and single_pass need --config.dataset.in_memory=True.")
   ds = _read_process_split(builder, split, shuffle_files=True, seed=seed)
   if dataset_config.get("cache", True):
     ds = ds.cache()
@@ -166,7 +252,10 @@ def train_batches(
 
 
 def load_split(builder: tfds.core.DatasetBuilder, split: str, *, whole: bool = False) -> dict:
-  """This process's part of `split` (with `whole`, all of it) as uint8 images and int32 labels, in TFDS order."""
+  """This process's part of `split` (with `whole`, all of it) as uint8 images and int32 labels, in TFDS order.
+
+  For a text dataset (`text.BagOfWordsBuilder`) the images are float32 word counts.
+  """
   if whole:
     ds = builder.as_dataset(split=split, shuffle_files=False)
   else:
@@ -178,19 +267,33 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, *, whole: bool = F
   return {k: np.concatenate(v) for k, v in arrays.items()}
 
 
-def _in_memory_batches(builder, split, global_batch_size, seed, start_step) -> Iterator[dict]:
+def load_training_examples(builder: tfds.core.DatasetBuilder, dataset_config: ml_collections.ConfigDict) -> dict:
+  """The whole training split, or its class-balanced subset when `dataset_config.subset_size` is set."""
+  arrays = load_split(builder, dataset_config.train_split, whole=True)
+  subset_size = int(dataset_config.get("subset_size", 0) or 0)
+  if subset_size:
+    indices = subsets.class_balanced_subset(arrays["label"], subset_size, int(dataset_config.get("subset_seed", 0)))
+    arrays = {k: v[indices] for k, v in arrays.items()}
+  return arrays
+
+
+def _in_memory_batches(builder, dataset_config, global_batch_size, seed, start_step) -> Iterator[dict]:
   """Global batches drawn from a seeded permutation of the whole split; this process gets its rows of each."""
-  arrays = load_split(builder, split, whole=True)
+  split = dataset_config.train_split
+  arrays = load_training_examples(builder, dataset_config)
+  # Process p feeds the p-th block of the batch's rows: its devices' part of
+  # the `data` axis (`parallel.make_data_mesh` orders devices by process).
+  local_batch_size = _local_batch_size(global_batch_size)
+  rows = slice(jax.process_index() * local_batch_size, (jax.process_index() + 1) * local_batch_size)
+  if dataset_config.get("single_pass", False):
+    yield from _single_pass(arrays, global_batch_size, seed, start_step, rows)
+    return
   steps_per_epoch = len(arrays["label"]) // global_batch_size
   if steps_per_epoch == 0:
     raise ConfigError(
       f"Split {split!r} has {len(arrays['label'])} examples, fewer than one "
       f"batch ({global_batch_size}). Lower --config.batch_size or use a larger split."
     )
-  # Process p feeds the p-th block of the batch's rows: its devices' part of
-  # the `data` axis (`parallel.make_data_mesh` orders devices by process).
-  local_batch_size = _local_batch_size(global_batch_size)
-  rows = slice(jax.process_index() * local_batch_size, (jax.process_index() + 1) * local_batch_size)
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
     order = np.random.default_rng([seed, epoch]).permutation(len(arrays["label"]))
@@ -200,6 +303,16 @@ def _in_memory_batches(builder, split, global_batch_size, seed, start_step) -> I
       ]  # Sorted: faster gathers.
       yield {"image": arrays["image"][indices], "label": arrays["label"][indices]}
     epoch, offset = epoch + 1, 0
+
+
+def _single_pass(arrays: dict, global_batch_size: int, seed: int, start_step: int, rows: slice) -> Iterator[dict]:
+  """Every example exactly once, in a seeded order, in padded global batches with a `mask`; then the end."""
+  n = len(arrays["label"])
+  order = np.random.default_rng([seed, 0]).permutation(n)  # Epoch 0's order, as an endless run would start.
+  for step in range(start_step, math.ceil(n / global_batch_size)):
+    indices = np.sort(order[step * global_batch_size : (step + 1) * global_batch_size])
+    batch = pad_batch({k: v[indices] for k, v in arrays.items()}, global_batch_size)
+    yield {k: v[rows] for k, v in batch.items()}
 
 
 def _pipeline_options(dataset_config) -> tf.data.Options:

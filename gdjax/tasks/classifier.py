@@ -4,6 +4,13 @@ The train step is a pure function `(state, batch, rng) -> (state, metrics)`.
 `rng` is the run's root key; the step's own key is `fold_in(rng, state.step)`,
 so nothing random is stored in the state and a resumed run draws the same
 dropout masks and augmentations as an uninterrupted one.
+
+`config.features` chooses what the model sees (`gdjax.features`: [-1, 1]
+pixels by default, or the binarized pixels or intensities its naive Bayes
+twin sees), in the step and in `predict` alike. With `optimizer.name="lbfgs"`
+the step hands optax's L-BFGS the objective on the step's batch for its line
+search: with the whole training set as the batch, that is scikit-learn's
+full-batch L-BFGS logistic regression.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from gdjax import augmentations, config_defaults, losses, models, optimizers, samples
+from gdjax import augmentations, config_defaults, features, losses, models, optimizers
 from gdjax.errors import ConfigError
 from gdjax.tasks.base import InferenceFunction, TensorSpec
 
@@ -31,6 +38,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.loss = "cross_entropy"
   config.label_smoothing = 0.0
   config.l2_regularization = 0.0  # lambda * |W|^2 / 2 in the objective (an SVM's 1 / C, up to scale).
+  config.features = "pixels"  # What the model sees: gdjax.features.FEATURES.
   config.augment = ml_collections.ConfigDict(dict(flip=False, max_shift=0))
   config.batch_size = 128
   config.total_steps = 1000
@@ -62,6 +70,10 @@ class ClassifierState:
   opt_state: Any
 
 
+# Optax optimizers whose update needs the objective itself (`value_fn`) for a line search.
+LINE_SEARCH_OPTIMIZERS = ("lbfgs",)
+
+
 class ClassifierTask:
   """Binds a model, loss and optimizer from the config to pure step functions."""
 
@@ -76,12 +88,27 @@ class ClassifierTask:
         raise ConfigError("label_smoothing applies to the cross_entropy loss only; set it to 0 for hinge losses.")
       self.loss_fn = functools.partial(self.loss_fn, label_smoothing=config.label_smoothing)
     self.l2_regularization = config.get("l2_regularization", 0.0)
+    try:
+      self.features = features.check_name(config.get("features", "pixels"))
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    self.line_search = config.optimizer.name in LINE_SEARCH_OPTIMIZERS
+    if self.line_search and (gradient_axis is not None or config.get("parallelism") == "pmap"):
+      raise ConfigError(
+        f"optax.{config.optimizer.name}'s line search evaluates the objective on each device's part of the batch "
+        "under pmap, so the devices would disagree; use --config.parallelism=jit, where the objective is global."
+      )
     self.optimizer, self.schedule = optimizers.build_optimizer(
       config.optimizer, config.schedule, config.total_steps, gradient_axis=gradient_axis
     )
     augment_config = config.get("augment") or ml_collections.ConfigDict()
     self.flip = augment_config.get("flip", False)
     self.max_shift = augment_config.get("max_shift", 0)
+    if self.max_shift and self.features != "pixels":
+      raise ConfigError(
+        f"augment.max_shift fills with -1, black in [-1, 1] pixels but not in features={self.features!r}; set "
+        "--config.augment.max_shift=0 or --config.features=pixels."
+      )
     self.best_metric = config.checkpoint.best_metric
     self.best_mode = config.checkpoint.best_mode
     image_shape = tuple(config.get("input_shape") or (28, 28, 1))
@@ -118,7 +145,7 @@ class ClassifierTask:
   def train_step(self, state: ClassifierState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
     augment_rng, dropout_rng = jax.random.split(step_rng)
-    images = samples.to_float(batch["image"])
+    images = features.transform(self.features, batch["image"])
     if self.flip or self.max_shift:
       images = augmentations.augment(augment_rng, images, flip=self.flip, max_shift=self.max_shift)
 
@@ -137,7 +164,12 @@ class ClassifierTask:
       return total, (data_loss, scores, updates.get("batch_stats", {}))
 
     (total_loss, (data_loss, scores, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    if self.line_search:
+      updates, opt_state = self.optimizer.update(
+        grads, state.opt_state, state.params, value=total_loss, grad=grads, value_fn=lambda p: objective(p)[0]
+      )
+    else:
+      updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
       "loss": data_loss,
@@ -156,7 +188,7 @@ class ClassifierTask:
 
   def predict(self, params, inputs) -> dict:
     """Class probabilities and labels of uint8 images, in inference mode."""
-    scores = self.model.apply(params, samples.to_float(inputs["images"]), train=False)
+    scores = self.model.apply(params, features.transform(self.features, inputs["images"]), train=False)
     return {"probabilities": jax.nn.softmax(scores, -1), "labels": jnp.argmax(scores, -1).astype(jnp.int32)}
 
 

@@ -1,0 +1,36 @@
+"""Logistic regression on Fashion-MNIST intensities (pixel / 255): the discriminative half of the second pair.
+
+Run:
+  gdjax train --config configs/logistic_regression_intensity_fashion_mnist.py --workdir workdirs/logreg_intensity
+  gdjax eval --workdir workdirs/logreg_intensity --checkpoint best
+
+The linear model with softmax cross-entropy and L2, fitted by full-batch
+L-BFGS as in configs/logistic_regression_binarized_fashion_mnist.py (see
+there how lambda = 1 / (C N) follows scikit-learn's C), on the features Gaussian naive Bayes sees
+(configs/naive_bayes_gaussian_fashion_mnist.py). C is chosen on the
+validation split (the last 6,000 training images) by benchmarks/learning_curves.py.
+
+Reaches: docs/generative_vs_discriminative.md, "Agreement with scikit-learn" and
+"Learning curves".
+"""
+
+from gdjax.tasks import classifier
+
+
+def get_config():
+  config = classifier.default_config()
+  config.model = dict(name="linear")
+  config.loss = "cross_entropy"
+  config.features = "intensity"
+  config.dataset.subset_size = 54_000
+  config.dataset.subset_seed = config.get_ref("seed")
+  config.batch_size = config.dataset.get_ref("subset_size")  # Full batch: one field.
+  config.C = 1.0  # scikit-learn's inverse regularisation strength, chosen on validation.
+  config.l2_regularization = 1.0 / (config.get_ref("C") * config.dataset.get_ref("subset_size"))
+  config.optimizer = dict(name="lbfgs", learning_rate=1.0, memory_size=10)
+  config.schedule = dict(name="constant")
+  config.total_steps = 500
+  config.log_every_steps = 50
+  config.eval_every_steps = 0  # Once, at the end: the fit is an optimisation to convergence, not a curve.
+  config.checkpoint.every_steps = 250
+  return config
