@@ -2,7 +2,7 @@
 
   gdjax train   --config configs/cnn_fashion_mnist.py --workdir W [--config.FIELD=VALUE ...]
                 [--coordinator_address HOST:PORT --num_processes N --process_id I]
-  gdjax eval    --workdir W [--split test] [--checkpoint latest|best] [--evals NAME,...]
+  gdjax eval    --workdir W [--split test] [--checkpoint latest|best] [--evals NAME,...] [--out F.json]
   gdjax predict --workdir W --images X.npy --out P.npy [--probs Q.npy]
   gdjax sample  --workdir W --num N --out S.npy [--seed S] [--labels 0,1,2] [--raw_weights] [--grid S.png]
   gdjax sweep   --sweep configs/sweeps/NAME.py --out DIR [--parallel N] [--launcher local|ray] [--ray_address A]
@@ -73,6 +73,9 @@ def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
     "checkpoint", "latest", ["latest", "best"], "Which checkpoint: the last, or the best on validation.", flag_values=fv
   )
   flags.DEFINE_list("evals", None, "Only these entries of the run's config.evals (default: all).", flag_values=fv)
+  flags.DEFINE_string(
+    "out", None, "Where to write the JSON (default: eval_<split>.json in the workdir).", flag_values=fv
+  )
 
 
 def _define_predict_flags(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -121,7 +124,7 @@ def _eval(fv: flags.FlagValues) -> None:
   start = time.perf_counter()
   metrics = model.evaluate(split, only=fv.evals)
   metrics.update(step=model.step, split=split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2))
-  path = os.path.join(fv.workdir, "eval_" + "".join(c if c.isalnum() else "_" for c in split) + ".json")
+  path = fv.out or os.path.join(fv.workdir, "eval_" + "".join(c if c.isalnum() else "_" for c in split) + ".json")
   inference.write_json(path, metrics)
   print(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
   print(f"Wrote {path}")
@@ -144,7 +147,9 @@ def _predict(fv: flags.FlagValues) -> None:
 
 
 def _define_sample_flags(fv: flags.FlagValues, argv: list[str]) -> None:
-  flags.DEFINE_string("workdir", None, "A workdir of a generator (GAN) written by `gdjax train`.", flag_values=fv)
+  flags.DEFINE_string(
+    "workdir", None, "A workdir of a generator (GAN or VAE) written by `gdjax train`.", flag_values=fv
+  )
   flags.DEFINE_integer("num", 64, "How many images to generate: sample ids 0..num-1.", flag_values=fv)
   flags.DEFINE_string("out", None, "Where to write the images (.npy, uint8 [N, 28, 28, 1]).", flag_values=fv)
   flags.DEFINE_list("labels", None, "Conditional GANs: classes to generate, repeated cyclically.", flag_values=fv)

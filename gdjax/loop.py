@@ -179,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         manager.wait_until_finished()
         raise TrainingPreempted(step, Path(manager.directory) / str(step))
     if start_step >= total_steps:
-      final_metrics = evaluators.run_all(scheduled_evaluators, task, state, start_step)
+      final_metrics = evaluators.run_all(scheduled_evaluators, task, state, start_step, total_steps=start_step)
   return final_metrics
 
 

@@ -2,8 +2,10 @@
 
 `config.evals` lists a run's evaluations, several per run, as big_vision
 does: each entry has its `type`, its cadence `every_steps` (every entry also
-runs at the last step), an optional `use_ema` (which weights a task with an
-EMA hands it) and the evaluator's own options (`split`, `num_samples`, ...).
+runs at the last step; a negative value means never during training, only
+in `gdjax eval`, for evaluations too costly to repeat), an optional
+`use_ema` (which weights a task with an EMA hands it) and the evaluator's
+own options (`split`, `num_samples`, ...).
 Its metrics are reported as `"<name>/<metric>"`. A new evaluator is one
 module here plus one entry in a config.
 
@@ -46,6 +48,9 @@ class ScheduledEvaluator:
   use_ema: bool | None  # None: the entry did not say, and the task's default weights are used.
 
   def is_due(self, step: int, total_steps: int) -> bool:
+    """Whether it runs after training step `step`; `gdjax eval` runs every entry."""
+    if self.every_steps < 0:
+      return False
     return step == total_steps or (self.every_steps > 0 and step % self.every_steps == 0)
 
 

@@ -18,6 +18,7 @@ from gdjax.models.classifiers import (
   count_parameters,
 )
 from gdjax.models.gans import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gdjax.models.vae import VAE
 
 MODELS: dict[str, type[nn.Module]] = {
   "linear": LinearClassifier,
@@ -27,6 +28,7 @@ MODELS: dict[str, type[nn.Module]] = {
   "mlp_discriminator": MLPDiscriminator,
   "dcgan_generator": DCGANGenerator,
   "dcgan_discriminator": DCGANDiscriminator,
+  "vae": VAE,
 }
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
   "MLPGenerator",
   "LinearClassifier",
   "MLPClassifier",
+  "VAE",
   "build_model",
   "compute_dtype",
   "count_parameters",
