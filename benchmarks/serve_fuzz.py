@@ -18,7 +18,8 @@ broken (a name, datatype, shape, data length, value type, range, a missing
 or duplicated input, an unknown output, a non-string id); hostile texts
 (4,000-digit integers, NaN, nesting 100,000 deep); PNGs that are truncated,
 corrupt, of the wrong size or mode, animated or decompression bombs; a
-wrong content type; bad query strings; unknown models.
+wrong content type; bad query strings; unknown models; bodies over the
+server's size limit.
 """
 
 from __future__ import annotations
@@ -192,13 +193,16 @@ def bad_pngs() -> list[bytes]:
 
 
 @st.composite
-def hostile_request(draw, *, classifier: str, generator: str):
+def hostile_request(draw, *, classifier: str, generator: str, body_limit: int):
   """(method, path, headers, body) of one request that must get a 4xx."""
   json_type = {"content-type": "application/json"}
   infer = {"cnn": f"/v2/models/{classifier}/infer", "gen": f"/v2/models/{generator}/infer"}
-  kind = draw(
-    st.sampled_from(["bytes", "json", "broken", "broken", "broken", "hostile", "png", "content_type", "query", "model"])
-  )
+  kinds = ["bytes", "json", "broken", "broken", "broken", "hostile", "png", "content_type", "query", "model"]
+  kind = draw(st.sampled_from([*kinds, "oversized"]))
+  if kind == "oversized":  # Valid JSON, one byte or more over the server's --max_body_bytes.
+    padding = body_limit + 1 - len(json.dumps(classify_request())) + draw(st.integers(0, 4096))
+    body = json.dumps(classify_request())[:-1].encode() + b" " * padding + b"}"
+    return "POST", infer["cnn"], json_type, body
   if kind == "bytes":
     body = draw(st.binary(max_size=3000))
     return "POST", infer[draw(st.sampled_from(["cnn", "gen"]))], json_type, body
@@ -247,7 +251,7 @@ def hostile_request(draw, *, classifier: str, generator: str):
   return "POST", f"/v2/models/{name}/infer", json_type, json.dumps(classify_request()).encode()
 
 
-def run_campaign(send, *, classifier: str, generator: str, examples: int) -> dict:
+def run_campaign(send, *, classifier: str, generator: str, examples: int, body_limit: int) -> dict:
   """Draws `examples` hostile requests and sends each with `send(method, path, headers, body) -> status`.
 
   Returns the count of requests by status; raises AssertionError (after
@@ -262,7 +266,7 @@ def run_campaign(send, *, classifier: str, generator: str, examples: int) -> dic
     derandomize=True,
     suppress_health_check=list(HealthCheck),
   )
-  @given(hostile_request(classifier=classifier, generator=generator))
+  @given(hostile_request(classifier=classifier, generator=generator, body_limit=body_limit))
   def check(request):
     status = send(*request)
     counts[status] = counts.get(status, 0) + 1
@@ -285,7 +289,9 @@ def main() -> None:
   from pathlib import Path
 
   classifier, generator = Path(args.classifier).name, Path(args.generator).name
-  with LiveServer([args.classifier, args.generator], "--max_batch_size", "16") as server:
+  body_limit = 256 * 1024
+  flags = ["--max_batch_size", "16", "--max_body_bytes", str(body_limit)]
+  with LiveServer([args.classifier, args.generator], *flags) as server:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
     def send(method, path, headers, body):
@@ -300,7 +306,9 @@ def main() -> None:
     before_answer = server.post_json(f"/v2/models/{generator}/infer", probe)
     rss_before = server.rss_kib()
     start = time.perf_counter()
-    counts = run_campaign(send, classifier=classifier, generator=generator, examples=args.examples)
+    counts = run_campaign(
+      send, classifier=classifier, generator=generator, examples=args.examples, body_limit=body_limit
+    )
     seconds = time.perf_counter() - start
     rss_after = server.rss_kib()
     after_answer = server.post_json(f"/v2/models/{generator}/infer", probe)

@@ -346,6 +346,9 @@ def main() -> None:
   parser.add_argument("--overload_queue_rows", type=int, default=128, help="the server's --max_queue_rows then")
   parser.add_argument("--overload_connections", type=int, default=512)
   parser.add_argument(
+    "--saturating_rps", type=float, help="skip the closed-loop runs and overload at this times --overload_factor"
+  )
+  parser.add_argument(
     "--client",
     choices=["wrk", "aiohttp"],
     default="wrk" if shutil.which("wrk") else "aiohttp",
@@ -368,10 +371,10 @@ def main() -> None:
     "classifier, 1 image/request": (args.classifier, [classify_body(rng) for _ in range(64)]),
     "generator, 16 samples/request": (args.generator, [sample_body(rng, conditional) for _ in range(64)]),
   }
-  concurrencies = [int(c) for c in args.concurrency.split(",")]
+  concurrencies = [int(c) for c in args.concurrency.split(",")] if args.saturating_rps is None else []
   print(machine_line(), flush=True)
   runs = []  # One entry per measurement, in the order taken.
-  for workload, (directory, bodies) in workloads.items():
+  for workload, (directory, bodies) in workloads.items() if concurrencies else ():
     name = Path(directory).name
     # Both servers run side by side, and the measurements alternate between them, so that a change in what
     # else the shared machine is doing falls on both alike. The idle one only waits on its socket.
@@ -396,7 +399,9 @@ def main() -> None:
             print(json.dumps(run), flush=True)
   rows = medians(runs, args.client)
   print(table(rows), flush=True)
-  saturating = max(r["rps"] for r in rows if r["workload"].startswith("classifier") and r["batching"])
+  saturating = args.saturating_rps or max(
+    r["rps"] for r in rows if r["workload"].startswith("classifier") and r["batching"]
+  )
   with (
     LiveServer([args.classifier], "--max_queue_rows", str(args.overload_queue_rows)) as server,
     tempfile.TemporaryDirectory() as scratch,
@@ -416,7 +421,11 @@ def main() -> None:
   results = REPO / "benchmarks" / "results"
   results.mkdir(exist_ok=True)
   payload = {"machine": machine_line(), "args": vars(args), "rows": rows, "runs": runs, "overload": overload}
-  (results / "serve_load.json").write_text(json.dumps(payload, indent=2) + "\n")
+  (results / ("serve_load.json" if rows else "serve_load_overload.json")).write_text(
+    json.dumps(payload, indent=2) + "\n"
+  )
+  if not rows:
+    return
   speedup = [
     next(r["rps"] for r in rows if r["workload"].startswith("classifier") and r["concurrency"] == c and r["batching"])
     / next(

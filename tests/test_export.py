@@ -203,40 +203,47 @@ STANDALONE = textwrap.dedent(
         raise ImportError(f"an exported model must not need {name}")
 
   sys.meta_path.insert(0, Refuse())
-  directory, inputs, out = sys.argv[1:]
-  sys.path.insert(0, directory)
+  import importlib.util
   import numpy as np
-  import load_model
 
-  model = load_model.load(directory)
-  (name, function), = model.functions.items()
-  given = dict(np.load(inputs))
-  np.savez(out, **function(**given))
+  for directory, inputs, out in zip(*[iter(sys.argv[1:])] * 3):  # (export, inputs, outputs) triples.
+    spec = importlib.util.spec_from_file_location("load_model", f"{directory}/load_model.py")
+    load_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_model)
+    model = load_model.load(directory)
+    (name, function), = model.functions.items()
+    given = dict(np.load(inputs))
+    np.savez(out, **function(**given))
   assert not {"gdjax", "flax", "tensorflow"} & {m.split(".")[0] for m in sys.modules}
   """
 )
 
 
 def test_an_export_runs_with_jax_and_numpy_alone(exported, tmp_path):
-  for directory, inputs in (
-    (exported.classifier, {"images": test_images(7)}),
-    (exported.gan, {"seed": np.array([SEED]), "sample_ids": np.arange(7), "labels": np.arange(7) % 10}),
-  ):
+  given = {
+    exported.classifier: {"images": test_images(7)},
+    exported.gan: {"seed": np.array([SEED]), "sample_ids": np.arange(7), "labels": np.arange(7) % 10},
+  }
+  arguments = []
+  for directory, inputs in given.items():
     copy = shutil.copytree(directory, tmp_path / directory.name)  # Anywhere, away from the repository.
-    np.savez(tmp_path / "inputs.npz", **inputs)
-    result = subprocess.run(
-      [sys.executable, "-I", "-c", STANDALONE, str(copy), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
-      cwd=tmp_path,
-      env=gdjax_env(devices=1),
-      capture_output=True,
-      text=True,
-      timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    expected = artifact.load(directory).functions[next(iter(artifact.load(directory).functions))](**inputs)
-    with np.load(tmp_path / "out.npz") as got:
-      for name, value in expected.items():
-        np.testing.assert_allclose(got[name], value, atol=1e-6, rtol=0)
+    np.savez(tmp_path / f"{directory.name}_in.npz", **inputs)
+    arguments += [str(copy), str(tmp_path / f"{directory.name}_in.npz"), str(tmp_path / f"{directory.name}_out.npz")]
+  result = subprocess.run(
+    [sys.executable, "-I", "-c", STANDALONE, *arguments],
+    cwd=tmp_path,
+    env=gdjax_env(devices=1),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  with np.load(tmp_path / f"{exported.classifier.name}_out.npz") as got:
+    expected = reference_predictions(exported.classifier_workdir, given[exported.classifier]["images"])
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(got["labels"], expected["labels"])
+  with np.load(tmp_path / f"{exported.gan.name}_out.npz") as got:
+    assert np.abs(got["images"].astype(int) - reference_samples(exported.gan_workdir, 7).astype(int)).max() <= 1
 
 
 def write_made_up_export(directory: Path, **metadata_overrides) -> Path:
@@ -309,6 +316,7 @@ class TestVersions:
       artifact.load(directory)
 
 
+@pytest.mark.serve  # TensorFlow's SavedModel export and load take seconds: this runs in the serving step.
 def test_saved_model_gives_the_same_answers_in_tensorflow(exported, tmp_path):
   import tensorflow as tf
 

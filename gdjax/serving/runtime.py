@@ -76,6 +76,7 @@ class ServedModel:
     self.max_rows = min(limit, options.max_queue_rows)  # A larger request could never enter the queue.
     self.options = options
     self.batcher: batching.Batcher | None = None
+    self.in_flight = 0  # Requests admitted and not yet answered (counted by the server's admission).
     self.ready = False
 
   @property
