@@ -42,7 +42,7 @@ def write(directory: Path, metadata: dict) -> Path:
 
 
 def _signature(module: tf.Module, function: artifact.ExportedFunction):
-  polymorphic = {name: _polymorphic_shape(info) for name, info in function.inputs.items()}
+  polymorphic = {name: _polymorphic_shape(name, info) for name, info in function.inputs.items()}
   converted = jax2tf.convert(
     function.exported.call,
     polymorphic_shapes=[None, polymorphic],
@@ -80,7 +80,10 @@ def _signature(module: tf.Module, function: artifact.ExportedFunction):
   return run
 
 
-def _polymorphic_shape(info: artifact.TensorInfo) -> str:
-  """jax2tf's shape string of an artifact input: "(b, 28, 28, 1)", or "(b,)" for a per-row scalar."""
-  dims = ["b"] if info.per_row else ["b", *map(str, info.shape[1:])]
+def _polymorphic_shape(name: str, info: artifact.TensorInfo) -> str:
+  """jax2tf's shape string of an artifact input: "(b, 28, 28, 1)", "(b,)" for a per-row scalar, and a symbol
+  of its own for any other free dimension ("(b, noise_1, 32)")."""
+  if info.per_row:
+    return "(b,)"
+  dims = ["b", *(f"{name}_{axis}" if size == -1 else str(size) for axis, size in enumerate(info.shape) if axis)]
   return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
