@@ -68,6 +68,16 @@ LABELS = {
   "logistic_regression_intensity_fashion_mnist": "logistic regression (intensities)",
 }
 REGULARISATION = {"naive_bayes": "naive_bayes.var_smoothing", "classifier": "C"}
+SHORT = {"naive_bayes.var_smoothing": "var_smoothing", "naive_bayes.alpha": "alpha", "C": "C"}
+
+
+def regularisation_field(config) -> str:
+  """The field that sets the run's regularisation: C, var_smoothing, or alpha for Bernoulli and multinomial."""
+  if config["task"] == "naive_bayes" and config["naive_bayes"]["kind"] != "gaussian":
+    return "naive_bayes.alpha"
+  return REGULARISATION[config["task"]]
+
+
 EVAL_CHUNK = 2000
 
 
@@ -198,7 +208,7 @@ def run_all(runs, configs: dict, arrays: Data, results: dict, *, tolerance: floa
     seconds = round((time.perf_counter() - start) / len(group), 2)
     for run, config, (task, state, info) in zip(group, group_configs, fitted):
       params = jax.jit(task.inference_params)(state)
-      regularisation = REGULARISATION[config.task]
+      regularisation = regularisation_field(config)
       results[run.run_id] = {
         "config": run.config_name,
         "task": config.task,
@@ -222,16 +232,57 @@ def run_all(runs, configs: dict, arrays: Data, results: dict, *, tolerance: floa
     save()
 
 
+def import_workdirs(directory: Path, results: dict) -> None:
+  """Adds finished `gdjax train` + `gdjax eval --split test` workdirs <directory>/<config> as runs.
+
+  A workdir of one of the learning-curve configs (e.g. those of
+  benchmarks/sklearn_agreement.py, trained on all 54,000 images) becomes the
+  run of its size, seed and regularisation value: validation accuracy from the
+  last eval record of its metrics.jsonl, test accuracy from eval_test.json.
+  """
+  for config_name in LABELS:
+    workdir = directory / config_name
+    if not (workdir / "eval_test.json").exists():
+      continue
+    config = json.loads((workdir / "config.json").read_text())
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evals = [r for r in records if r.get("split") == "eval" and "classification/accuracy" in r]
+    regularisation = regularisation_field(config)
+    value = plan.get_field(config, regularisation)
+    size, seed = int(config["dataset"]["subset_size"]), int(config["seed"])
+    same = [
+      r
+      for r in results.values()
+      if (r["config"], r["size"], r["seed"], r["value"]) == (config_name, size, seed, float(value))
+      and "source" not in r
+    ]
+    if same:  # Fitted here already.
+      continue
+    results[f"{config_name}__{regularisation}={value}__n{size}__seed{seed}__gdjax_train"] = {
+      "config": config_name,
+      "task": config["task"],
+      "size": size,
+      "seed": seed,
+      "regularisation": regularisation,
+      "value": float(value),
+      "validation_accuracy": evals[-1]["classification/accuracy"],
+      "test_accuracy": json.loads((workdir / "eval_test.json").read_text())["classification/accuracy"],
+      "steps": int(config["total_steps"]),
+      "source": str(workdir),
+    }
+
+
 def summarise(results: dict) -> dict:
   """Per config and size: the value chosen on validation, and its test error's mean and sd over seeds."""
   rows = list(results.values())
   summary = {}
   for config in sorted({r["config"] for r in rows}):
     for size in sorted({r["size"] for r in rows if r["config"] == config}):
-      by_value = {}
+      by_value = {}  # value -> {seed: run}: runs of one seed and value are the same fit (Bernoulli's var_smoothing).
       for r in rows:
         if r["config"] == config and r["size"] == size:
-          by_value.setdefault(r["value"], []).append(r)
+          by_value.setdefault(r["value"], {}).setdefault(r["seed"], r)
+      by_value = {value: list(runs.values()) for value, runs in by_value.items()}
       best = max(by_value, key=lambda v: (np.mean([r["validation_accuracy"] for r in by_value[v]]), -v))
       chosen = by_value[best]
       errors = 100 * (1 - np.array([r["test_accuracy"] for r in chosen]))
@@ -250,27 +301,36 @@ def summarise(results: dict) -> dict:
 
 
 def crossover(generative: dict, discriminative: dict) -> str:
-  """Where the mean test-error curves cross, in words."""
+  """Where the mean test-error curves cross, in words, with the gap and whether it exceeds one sd."""
   sizes = sorted(set(generative) & set(discriminative))
+
+  def gap(n) -> str:
+    g, d = generative[n], discriminative[n]
+    difference = g["test_error_mean"] - d["test_error_mean"]
+    within = abs(difference) <= max(g["test_error_sd"], d["test_error_sd"])
+    return f"n={n}: naive Bayes - logistic regression = {difference:+.2f} points{' (within one sd)' if within else ''}"
+
   nb_better = [generative[n]["test_error_mean"] < discriminative[n]["test_error_mean"] for n in sizes]
-  if all(nb_better):
-    return f"no crossover: naive Bayes has the lower mean test error at every size from {sizes[0]} to {sizes[-1]}."
-  if not any(nb_better):
+  if all(nb_better) or not any(nb_better):
+    leader = "naive Bayes" if nb_better[0] else "logistic regression"
     return (
-      f"no crossover: logistic regression has the lower mean test error at every size from {sizes[0]} to {sizes[-1]}."
+      f"no crossover: {leader} has the lower mean test error at every size from {sizes[0]} to {sizes[-1]} "
+      f"({gap(sizes[0])}; {gap(sizes[-1])})."
     )
-  changes = [i for i in range(1, len(sizes)) if nb_better[i] != nb_better[i - 1]]
   parts = []
-  for i in changes:
-    leader = "naive Bayes" if nb_better[i] else "logistic regression"
-    parts.append(f"between {sizes[i - 1]} and {sizes[i]} examples {leader} takes the lead")
+  for i in range(1, len(sizes)):
+    if nb_better[i] != nb_better[i - 1]:
+      leader = "naive Bayes" if nb_better[i] else "logistic regression"
+      parts.append(
+        f"between {sizes[i - 1]} and {sizes[i]} examples {leader} takes the lead ({gap(sizes[i - 1])}; {gap(sizes[i])})"
+      )
   first = "naive Bayes" if nb_better[0] else "logistic regression"
-  return f"{first} leads at {sizes[0]} examples; " + "; ".join(parts) + f" (and leads at {sizes[-1]})."
+  return f"{first} has the lower mean at {sizes[0]} examples; " + "; ".join(parts) + f"; {gap(sizes[-1])}."
 
 
 def write_report(summary: dict, out: Path, machine: str) -> str:
   lines = [
-    f"Test error (%), mean +- sd over seeds; regularisation chosen on validation (train[54000:]). {machine}.",
+    f"Test error (%), mean ± sd over seeds; regularisation chosen on validation (train[54000:]). {machine}.",
     "",
   ]
   for generative, discriminative in PAIRS:
@@ -280,14 +340,16 @@ def write_report(summary: dict, out: Path, machine: str) -> str:
     lines += [
       f"**{LABELS[generative]} vs {LABELS[discriminative]}**",
       "",
-      "| n | naive Bayes | var_smoothing (of) | logistic regression | C (of) | seeds | L-BFGS steps (max) |",
+      "| n | naive Bayes | chosen (of) | logistic regression | chosen (of) | seeds | L-BFGS steps (max) |",
       "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in sorted(set(g) & set(d)):
       lines.append(
-        f"| {n} | {g[n]['test_error_mean']:.2f} +- {g[n]['test_error_sd']:.2f} | {g[n]['chosen']:g} "
-        f"({g[n]['values_compared']}) | {d[n]['test_error_mean']:.2f} +- {d[n]['test_error_sd']:.2f} | "
-        f"{d[n]['chosen']:g} ({d[n]['values_compared']}) | {d[n]['seeds']} | {d[n]['max_steps']} |"
+        f"| {n} | {g[n]['test_error_mean']:.2f} ± {g[n]['test_error_sd']:.2f} | "
+        f"{SHORT[g[n]['regularisation']]}={g[n]['chosen']:g} ({g[n]['values_compared']}) | "
+        f"{d[n]['test_error_mean']:.2f} ± {d[n]['test_error_sd']:.2f} | "
+        f"{SHORT[d[n]['regularisation']]}={d[n]['chosen']:g} ({d[n]['values_compared']}) | "
+        f"{min(g[n]['seeds'], d[n]['seeds'])} | {d[n]['max_steps']} |"
       )
     lines += ["", f"Crossover: {crossover(g, d)}", ""]
   text = "\n".join(lines)
@@ -334,6 +396,11 @@ def main(argv=None) -> None:
   parser.add_argument(
     "--values", default="", help="only these regularisation values (C or var_smoothing), e.g. 0.1 (default: the grid)"
   )
+  parser.add_argument(
+    "--import_workdirs",
+    default="",
+    help="a directory of finished workdirs <config>/ to add as runs (see import_workdirs)",
+  )
   parser.add_argument("--aggregate_only", action="store_true", help="only the table and plot of <out>/runs.json")
   parser.add_argument("--tolerance", type=float, default=1e-5, help="L-BFGS stops at this relative change in 10 steps")
   args = parser.parse_args(argv)
@@ -353,7 +420,7 @@ def main(argv=None) -> None:
   values = {float(v) for v in args.values.split(",") if v}
   if values:
     runs = [
-      r for r in runs if float(plan.get_field(configs[r.run_id], REGULARISATION[configs[r.run_id].task])) in values
+      r for r in runs if float(plan.get_field(configs[r.run_id], regularisation_field(configs[r.run_id]))) in values
     ]
   split_size = data.num_examples(
     data.get_builder(configs[runs[0].run_id].dataset), configs[runs[0].run_id].dataset.train_split
@@ -369,6 +436,9 @@ def main(argv=None) -> None:
     results_path.write_text(json.dumps({"machine": machine, "runs": results}, indent=1) + "\n")
 
   start = time.perf_counter()
+  if args.import_workdirs:
+    import_workdirs(Path(args.import_workdirs), results)
+    save()
   if not args.aggregate_only:
     run_all(runs, configs, Data(configs[runs[0].run_id]), results, tolerance=args.tolerance, save=save)
   summary = summarise(results)

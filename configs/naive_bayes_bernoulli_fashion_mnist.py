@@ -7,7 +7,8 @@ Run:
 One pass over the first 54,000 training images in batches of 1,000 (54
 steps, no optimizer): per class, how often each of the 784 binarized pixels
 is on, smoothed with Laplace's alpha = 1 (scikit-learn's BernoulliNB
-default). Its discriminative twin on the same features is
+default). Test accuracy 0.6479, the same as scikit-learn's BernoulliNB. Its
+discriminative twin on the same features is
 configs/logistic_regression_binarized_fashion_mnist.py.
 
 Takes: 16 s for `gdjax train` and 14 s for `gdjax eval`, nearly all of it process

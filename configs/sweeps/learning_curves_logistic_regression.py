@@ -8,7 +8,7 @@ log-spaced sizes, 5 seeds each. C is a grid: for each size,
 benchmarks/learning_curves.py keeps the value with the best mean validation
 accuracy (train[54000:]) and reports its test error.
 
-Run (all fits in one process):
+Run (all fits in one process, the data loaded once):
   python -m benchmarks.learning_curves --out workdirs/learning_curves
 or each run as its own `gdjax train` + `gdjax eval` (240 runs, hours):
   gdjax sweep --sweep configs/sweeps/learning_curves_logistic_regression.py --out workdirs/sweeps/lc_logreg

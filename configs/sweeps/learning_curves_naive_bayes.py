@@ -9,7 +9,7 @@ the value with the best mean validation accuracy (train[54000:]) and reports
 its test error. The Bernoulli model ignores var_smoothing, so its three
 settings are the same fit.
 
-Run (all fits in one process, minutes):
+Run (all fits in one process, the data loaded once):
   python -m benchmarks.learning_curves --out workdirs/learning_curves
 or each run as its own `gdjax train` + `gdjax eval` (hours: about 30 s of
 process start and data loading per run, 240 runs):
