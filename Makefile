@@ -73,7 +73,7 @@ format: install
 # launcher's tests (a local Ray instance kept on loopback) and the live `gdjax serve`
 # tests (servers on loopback) run as their own steps.
 test: install lint $(VENV)/.ray-installed $(VENV)/.serve-installed $(VENV)/tritonclient/bin/python
-	$(BIN)/python -m pytest -q tests -m "not multiprocess and not ray and not serve"
+	$(BIN)/python -m pytest -q tests -m "not multiprocess and not ray and not serve" --durations=20
 	$(BIN)/python -m pytest -q tests -m multiprocess
 	$(BIN)/python -m pytest -q tests -m ray
 	$(BIN)/python -m pytest -q tests -m serve
