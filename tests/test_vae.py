@@ -1,6 +1,5 @@
 """The VAE task end to end, and the likelihood evaluator against a model whose log p(x) has a closed form."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import configs_for_task
+from conftest import configs_for_task, tiny_gan_flags
 from test_data import dataset_config
 
 from gdjax import cli, data, parallel
 from gdjax.errors import ConfigError
 from gdjax.evaluators import EvalContext, likelihood
+from gdjax.sweep import plan
 from gdjax.tasks import InferenceFunction, TensorSpec, build_task, vae
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,44 +129,33 @@ def test_the_estimate_does_not_depend_on_the_batch_or_the_chunk(fake_fashion_mni
 
 
 def vae_flags(local_dir, data_dir, feature_network_dir, total_steps=2, **extra):
-  flags = {
-    "dataset.local_dir": local_dir,
-    "dataset.data_dir": data_dir,
-    "dataset.train_split": "train[:192]",
-    "dataset.eval_split": "train[192:]",
-    "dataset.shuffle_buffer_size": 192,
-    "batch_size": 16,
-    "total_steps": total_steps,
-    "log_every_steps": 1,
-    "eval_every_steps": total_steps,
-    "checkpoint.every_steps": total_steps,
-    "progress_bar": False,
-    "model.hidden_sizes": "(16, 8)",
-    "evals.likelihood.num_importance_samples": 4,
-    "evals.likelihood.chunk_size": 2,
-    "evals.likelihood_k5000.num_importance_samples": 10,
-    "evals.likelihood_k5000.chunk_size": 5,
-    "evaluation.feature_network": "tiny_cnn",
-    "evaluation.feature_network_dir": feature_network_dir,
-    "evaluation.num_samples": 40,
-    "evaluation.batch_size": 20,
-    "evals.quality.kid_subsets": 2,
-    "evals.quality.kid_subset_size": 20,
-    "evals.quality.precision_recall_samples": 30,
-    "evals.grid.num_samples": 20,
-    "evals.pictures.num_reconstructions": 10,
-    "evals.pictures.num_interpolations": 2,
-    "evals.pictures.num_scatter": 30,
-  }
+  flags = {k: v for k, v in tiny_gan_flags(feature_network_dir).items() if k != "noise_dim"}  # Small data and evals.
+  flags.update(
+    {
+      "dataset.local_dir": local_dir,
+      "dataset.data_dir": data_dir,
+      "batch_size": 16,
+      "total_steps": total_steps,
+      "log_every_steps": 1,
+      "eval_every_steps": total_steps,
+      "checkpoint.every_steps": total_steps,
+      "progress_bar": False,
+      "model.hidden_sizes": "(16, 8)",
+      "evals.likelihood.num_importance_samples": 4,
+      "evals.likelihood.chunk_size": 2,
+      "evals.likelihood_k5000.num_importance_samples": 10,
+      "evals.likelihood_k5000.chunk_size": 5,
+      "evals.pictures.num_reconstructions": 10,
+      "evals.pictures.num_interpolations": 2,
+      "evals.pictures.num_scatter": 30,
+    }
+  )
   flags.update(extra)
   return [f"--config.{k}={v}" for k, v in flags.items()]
 
 
 def load_config(config_name):
-  spec = importlib.util.spec_from_file_location(config_name, REPO / "configs" / f"{config_name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return plan.load_config(REPO / "configs" / f"{config_name}.py")
 
 
 def train(config_name, workdir, *flags):
