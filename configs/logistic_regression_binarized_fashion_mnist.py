@@ -34,19 +34,5 @@ from gdjax.tasks import classifier
 
 
 def get_config():
-  config = classifier.default_config()
-  config.model = dict(name="linear")
-  config.loss = "cross_entropy"
-  config.features = "binarized"
-  config.dataset.subset_size = 54_000
-  config.dataset.subset_seed = config.get_ref("seed")
-  config.batch_size = config.dataset.get_ref("subset_size")  # Full batch: one field.
-  config.C = 0.01  # scikit-learn's inverse regularisation strength, chosen on validation (see above).
-  config.l2_regularization = 1.0 / (config.get_ref("C") * config.dataset.get_ref("subset_size"))
-  config.optimizer = dict(name="lbfgs", learning_rate=1.0, memory_size=10)
-  config.schedule = dict(name="constant")
-  config.total_steps = 300
-  config.log_every_steps = 50
-  config.eval_every_steps = 0  # Once, at the end: the fit is an optimisation to convergence, not a curve.
-  config.checkpoint.every_steps = 250
-  return config
+  # C: chosen on validation (see above).
+  return classifier.logistic_regression_config(features="binarized", C=0.01, total_steps=300)

@@ -60,6 +60,33 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
+def logistic_regression_config(features: str, C: float, total_steps: int) -> ml_collections.ConfigDict:
+  """Multinomial logistic regression as scikit-learn fits it: full-batch L-BFGS on L2-regularised cross-entropy.
+
+  scikit-learn minimises C * sum(CE) + |W|^2 / 2, which has the minimiser of
+  mean(CE) + |W|^2 / (2 C N): `l2_regularization` follows `C` and the
+  training-set size. The batch is the training set, so `batch_size` and
+  `dataset.subset_size` are one field (a smaller value trains on a
+  class-balanced subset of that size, drawn under the seed).
+  """
+  config = default_config()
+  config.model = dict(name="linear")
+  config.loss = "cross_entropy"
+  config.features = features
+  config.dataset.subset_size = 54_000
+  config.dataset.subset_seed = config.get_ref("seed")
+  config.batch_size = config.dataset.get_ref("subset_size")  # Full batch: one field.
+  config.C = C  # scikit-learn's inverse regularisation strength.
+  config.l2_regularization = 1.0 / (config.get_ref("C") * config.dataset.get_ref("subset_size"))
+  config.optimizer = dict(name="lbfgs", learning_rate=1.0, memory_size=10)
+  config.schedule = dict(name="constant")
+  config.total_steps = total_steps
+  config.log_every_steps = 50
+  config.eval_every_steps = 0  # Once, at the end: the fit is an optimisation to convergence, not a curve.
+  config.checkpoint.every_steps = 250
+  return config
+
+
 @flax.struct.dataclass
 class ClassifierState:
   """Everything a classifier run checkpoints, as one pytree of arrays."""
