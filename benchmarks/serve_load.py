@@ -12,8 +12,9 @@ with 16 samples per request) it starts two `gdjax serve` processes on
 clients at each concurrency: each connection sends its next request when
 the last is answered, for `--seconds` or `--max_requests` requests,
 whichever comes first. Measurements alternate between the two servers,
-`--repeats` times, and the report gives the median over repeats of p50 and
-p99 latency and requests/s. The client is wrk (C; `apt-get install wrk`)
+`--repeats` times, each once its server has been idle for a second, and
+the report gives the median over repeats of p50 and p99 latency and
+requests/s. The client is wrk (C; `apt-get install wrk`)
 where it is installed, else aiohttp (`--client aiohttp`), which costs the
 shared cores several times more CPU per request.
 
@@ -390,6 +391,7 @@ def main() -> None:
         for concurrency in concurrencies:
           order = (True, False) if (repeat + concurrency) % 2 == 0 else (False, True)
           for batching in order:
+            settle(servers[batching])
             url = f"{servers[batching].url}/v2/models/{name}/infer"
             result = closed_loop_with(
               args.client, url, bodies, Path(scratch), concurrency, args.seconds, args.max_requests
@@ -438,6 +440,26 @@ def main() -> None:
     + ", ".join(f"{x:.2f}x at concurrency {c}" for c, x in zip(concurrencies, speedup, strict=True))
   )
   print(machine_line())
+
+
+def answered(server: LiveServer) -> float:
+  """How many requests the server has answered (its /metrics), whatever the endpoint and status."""
+  text = urllib.request.urlopen(f"{server.url}/metrics", timeout=30).read().decode()
+  return sum(
+    float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("gdjax_serve_requests_total{")
+  )
+
+
+def settle(server: LiveServer, quiet_s: float = 1.0, timeout_s: float = 60) -> None:
+  """Waits until the server has answered nothing for `quiet_s`. wrk stops with requests in flight, which the
+  server still computes; measured again at once, the server took them on top of the next client's, and the
+  generator's (32 clients of 16 rows fill the 512-row queue) got 429s."""
+  deadline, count = time.monotonic() + timeout_s, answered(server)
+  while time.monotonic() < deadline:
+    time.sleep(quiet_s)
+    count, last = answered(server), count
+    if count == last:
+      return
 
 
 def server_latency(server: LiveServer) -> dict:

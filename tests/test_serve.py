@@ -329,6 +329,31 @@ def test_bad_input_gets_a_4xx_with_a_message(client, what, method, path, headers
   assert words in response.json()["error"], (what, response.json())
 
 
+@pytest.mark.parametrize(
+  "what, edit",
+  [
+    ("a UTF-8 byte order mark", lambda body: b"\xef\xbb\xbf" + body),
+    ("a lone surrogate in the id", lambda body: body.replace(b'"id": "x"', b'"id": "\\ud800"')),
+    ("true and false in the id", lambda body: body.replace(b'"id": "x"', b'"id": "true or false"')),
+    ("nested data", None),
+  ],
+  ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_bodies_orjson_reads_otherwise_get_the_answers_json_gives(client, what, edit):
+  """The inference route reads bodies with orjson, and falls back to `json` wherever orjson refuses."""
+  images = make_images(2, seed=5)
+  request = {**v2_classify(images), "id": "x"}
+  expected = outputs(client.post("/v2/models/cnn/infer", json=request, headers=AUTH))
+  if edit is None:
+    request["inputs"][0]["data"] = images.tolist()
+    body = json.dumps(request).encode()
+  else:
+    body = edit(json.dumps(request).encode())
+  response = client.post("/v2/models/cnn/infer", content=body, headers={**AUTH, "content-type": "application/json"})
+  np.testing.assert_array_equal(outputs(response)["probabilities"], expected["probabilities"])
+  assert response.json()["id"] == json.loads(body.decode("utf-8-sig"))["id"]
+
+
 def test_the_server_answers_correctly_after_hostile_requests(client, exported):
   """A short run of benchmarks/serve_fuzz.py's strategies; the full campaign (1,500 requests) is in docs/serving.md."""
   images = make_images(7, seed=11)

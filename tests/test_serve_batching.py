@@ -38,9 +38,11 @@ def rows(start, n):
   return {"x": np.arange(start, start + n, dtype=np.int64)}
 
 
-def test_bucket_sizes_are_powers_of_two_then_the_largest_batch():
-  assert batching.bucket_sizes(64) == (1, 2, 4, 8, 16, 32, 64)
-  assert batching.bucket_sizes(48) == (1, 2, 4, 8, 16, 32, 48)
+def test_bucket_sizes_are_powers_of_two_with_halfway_steps_from_8_then_the_largest_batch():
+  assert batching.bucket_sizes(64) == (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+  assert batching.bucket_sizes(48) == (1, 2, 4, 8, 12, 16, 24, 32, 48)
+  assert batching.bucket_sizes(40) == (1, 2, 4, 8, 12, 16, 24, 32, 40)
+  assert batching.bucket_sizes(4) == (1, 2, 4)
   assert batching.bucket_sizes(1) == (1,)
 
 
@@ -59,7 +61,7 @@ def test_concurrent_requests_are_merged_padded_and_split_back():
   sizes, results = run(main())
   for i, (n, result) in enumerate(zip(sizes, results)):
     np.testing.assert_array_equal(result["y"], 2 * np.arange(100 * i, 100 * i + n))
-  assert seen == [(11, 16)] and model.batches == [16]  # One batch of 11 rows, padded to the bucket of 16.
+  assert seen == [(11, 12)] and model.batches == [12]  # One batch of 11 rows, padded to the bucket of 12.
 
 
 def test_a_request_larger_than_a_batch_is_split_and_reassembled_in_order():

@@ -32,6 +32,7 @@ says how to re-export, before any bytes are deserialized.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -176,10 +177,11 @@ class ExportedFunction:
     if array.dtype.kind == "f" and array.size and not np.all(np.isfinite(array.astype(info.artifact_dtype))):
       raise ContractError(f"{info.describe()} holds NaN, infinite values or values beyond float32's range.")
     low, high = info.range or _dtype_range(expected)
-    if array.dtype.kind in "iu" and array.size and (array.min() < low or array.max() > high):
-      raise ContractError(
-        f"{info.describe()} must lie in [{low}, {high}]; got values in [{array.min()}, {array.max()}]."
-      )
+    if array.dtype.kind in "iu" and array.size and not _holds_only(array.dtype, low, high):
+      if array.min() < low or array.max() > high:
+        raise ContractError(
+          f"{info.describe()} must lie in [{low}, {high}]; got values in [{array.min()}, {array.max()}]."
+        )
     return array
 
   def from_artifact(self, outputs: dict) -> dict[str, np.ndarray]:
@@ -197,6 +199,14 @@ class ExportedFunction:
     return self.from_artifact(jax.device_get(self.call_artifact(self.to_artifact(inputs))))
 
 
+@functools.lru_cache
+def _holds_only(dtype: np.dtype, low, high) -> bool:
+  """Whether every value of the integer `dtype` lies in [low, high], so that no value needs checking."""
+  info = np.iinfo(dtype)
+  return low <= info.min and info.max <= high
+
+
+@functools.lru_cache
 def _dtype_range(dtype) -> tuple[int, int]:
   if dtype == np.int64:
     return INT32_RANGE  # INT64 is int32 inside the artifact.

@@ -57,16 +57,26 @@ class ServeMetrics:
     self.rejected = prom.Counter(
       "gdjax_serve_rejected", "Requests refused with 429 because the queue was full.", ["model"], registry=self.registry
     )
+    # The labelled series of each (model label, endpoint, code) `observe` has seen: `labels()` looks them up
+    # under a lock on every call. The keys are the server's own names, so the dict stays small.
+    self._series: dict[tuple[str, str, int], tuple] = {}
 
   def label(self, model: str | None) -> str:
     return model if model in self.model_names else "-"
 
   def observe(self, model: str | None, endpoint: str, code: int, seconds: float) -> None:
-    model = self.label(model)
-    self.requests.labels(model, endpoint, str(code)).inc()
-    if code >= 400:
-      self.errors.labels(model, endpoint, str(code)).inc()
-    self.latency.labels(model, endpoint).observe(seconds)
+    key = (self.label(model), endpoint, code)
+    series = self._series.get(key)
+    if series is None:
+      model, code_text = key[0], str(code)
+      errors = self.errors.labels(model, endpoint, code_text) if code >= 400 else None
+      series = self.requests.labels(model, endpoint, code_text), errors, self.latency.labels(model, endpoint)
+      self._series[key] = series
+    requests, errors, latency = series
+    requests.inc()
+    if errors is not None:
+      errors.inc()
+    latency.observe(seconds)
 
   def batch(self, model: str, rows: int, bucket: int) -> None:
     self.batch_rows.labels(model).observe(rows)

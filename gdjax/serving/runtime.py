@@ -99,6 +99,7 @@ class ServedModel:
       on_batch=lambda rows, bucket: metrics.batch(self.name, rows, bucket),
     )
     self.batcher.start()
+    metrics.queue_rows.labels(self.name).set_function(lambda: self.batcher.queued_rows)  # Read when scraped.
 
   def warm_up(self) -> None:
     """Compiles every batch bucket by running it once on zeros (a valid row of every input)."""

@@ -2,11 +2,13 @@
 
 Built on FastAPI and uvicorn; docs/serving.md says why these rather than
 Seldon's MLServer or KServe's `ModelServer`. The V2 JSON is read and
-written here rather than by FastAPI's pydantic models, so that every
-refusal carries a message about the tensor contract (and a pydantic
-model of a 100,000-deep list never gets built); the routes are plain
-Starlette routes of the FastAPI app, which skips FastAPI's per-request
-dependency layer. Endpoints:
+written here (with orjson) rather than by FastAPI's pydantic models, so
+that every refusal carries a message about the tensor contract (and a
+pydantic model of a 100,000-deep list never gets built). The V2 inference
+route, where the load is, is answered straight from the ASGI call
+(`asgi.App`), past FastAPI's middleware and router; the other routes are
+plain Starlette routes of the FastAPI app, which skips FastAPI's
+per-request dependency layer. Endpoints:
 
   GET  /v2/health/live, /v2/health/ready     live at once; ready once every model is loaded and every bucket compiled
   GET  /v2/models/{name}[/versions/1]        V2 metadata: the tensor contract, plus gdjax's export metadata
@@ -30,99 +32,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import io
-import json
 import logging
 import signal
 import time
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from gdjax.errors import GdjaxError
-from gdjax.serving import artifact, batching, validation
+from gdjax.serving import artifact, asgi, batching, validation
 from gdjax.serving.metrics import ServeMetrics
 from gdjax.serving.runtime import ServedModel, ServeOptions, load_models
 from gdjax.serving.validation import BadRequest
 
 log = logging.getLogger("gdjax.serve")
 WITHDRAW = "gdjax_withdraw"  # The key, in an ASGI scope's state, of the request's `Batcher.announce` withdrawal.
+INTERNAL_ERROR = "The server failed on this request; it is logged. The server is still up."
 
 
 def error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
   return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class Admission:
-  """ASGI middleware in front of everything: sheds load and refuses large bodies before a byte is parsed.
+def create_app(model_dirs, options: ServeOptions, *, freeze_gc: bool = False) -> asgi.App:
+  """The ASGI app serving `model_dirs`; the models load here (errors raise), and warm up once it starts.
 
-  `shed(model, scope)` returns a response (a 429) when the request's model
-  (`model_of(scope)`) has no room in its queue: under overload a refusal then costs no body read, no
-  JSON and no routing, which keeps the server answering faster than the
-  requests arrive. A body over `limit` bytes gets 413 (by its Content-Length,
-  or counted as it arrives).
+  `freeze_gc` (the server process): once warm, every object so far (the models, jax's caches) leaves the
+  garbage collector's sight (`gc.freeze`). Its full collections otherwise walk them all, about 0.1 s each,
+  every few seconds under load: some 15 us per request.
   """
-
-  def __init__(self, app, limit: int, model_of, shed):
-    self.app, self.limit, self.model_of, self.shed = app, limit, model_of, shed
-
-  async def __call__(self, scope, receive, send):
-    if scope["type"] != "http":
-      return await self.app(scope, receive, send)
-    model = self.model_of(scope)
-    if model is None or model.batcher is None:
-      return await self.admit(scope, receive, send)
-    refusal = self.shed(model, scope)
-    if refusal is not None:
-      return await refusal(scope, receive, send)
-    # From here until `submit`, the batcher knows this request is coming (see `batching.Batcher.announce`).
-    withdraw = model.batcher.announce()
-    scope.setdefault("state", {})[WITHDRAW] = withdraw
-    model.in_flight += 1
-    try:
-      return await self.admit(scope, receive, send)
-    finally:
-      model.in_flight -= 1
-      withdraw()
-
-  async def admit(self, scope, receive, send):
-    declared = dict(scope["headers"]).get(b"content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-      return await self.too_large(scope, receive, send)
-    chunks, size, more = [], 0, True
-    while more:
-      message = await receive()
-      if message["type"] == "http.disconnect":
-        return
-      chunks.append(message.get("body", b""))
-      size += len(chunks[-1])
-      more = message.get("more_body", False)
-      if size > self.limit:
-        return await self.too_large(scope, receive, send)
-    body = b"".join(chunks)
-    replayed = False
-
-    async def replay():
-      nonlocal replayed
-      if not replayed:
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-      return await receive()
-
-    return await self.app(scope, replay, send)
-
-  def too_large(self, scope, receive, send):
-    return error(f"The body exceeds this server's limit of {self.limit} bytes (--max_body_bytes).", 413)(
-      scope, receive, send
-    )
-
-
-def create_app(model_dirs, options: ServeOptions) -> FastAPI:
-  """The ASGI app serving `model_dirs`; the models load here (errors raise), and warm up once it starts."""
   models = load_models(model_dirs, options)
   metrics = ServeMetrics(models)
 
@@ -131,6 +77,8 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     for model in models.values():
       model.start(metrics)
     warm_up = asyncio.get_running_loop().run_in_executor(None, _warm_up_all, list(models.values()))
+    if freeze_gc:
+      warm_up.add_done_callback(lambda _: gc.freeze())
     yield
     await asyncio.gather(warm_up, return_exceptions=True)
     for model in models.values():
@@ -141,21 +89,17 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
 
   async def internal_error(request, exc):
     log.exception("internal error on %s", request.url.path)
-    return error("The server failed on this request; it is logged. The server is still up.", 500)
+    return error(INTERNAL_ERROR, 500)
 
   def model_of(scope) -> ServedModel | None:
-    """The model an inference request (POST .../infer or .../classify) is for, else None."""
+    """The model a PNG upload (POST /models/{name}/classify) is for, else None; `infer` admits its own."""
     parts = scope["path"].split("/")
-    if scope["method"] != "POST":
-      return None
-    if parts[1:3] == ["v2", "models"] and len(parts) in (5, 7) and parts[-1] == "infer":
-      return models.get(parts[3])  # /v2/models/{name}[/versions/{version}]/infer
-    if len(parts) == 4 and parts[1] == "models" and parts[3] == "classify":
-      return models.get(parts[2])  # /models/{name}/classify
+    if scope["method"] == "POST" and len(parts) == 4 and parts[1] == "models" and parts[3] == "classify":
+      return models.get(parts[2])
     return None
 
-  def shed(model: ServedModel, scope) -> Response | None:
-    """A 429 when `model` has `max_queue_rows` requests in flight or rows queued (see `Admission`), else None.
+  def shed(model: ServedModel, scope) -> tuple[str, int, dict] | None:
+    """A 429 (message, status, headers) when `model` has `max_queue_rows` requests in flight or rows queued.
 
     Requests in flight (from arrival to answer) are bounded as well as queued rows: when the CPU, not the
     model, is what is short (parsing and answering), the queue stays short while requests wait for the
@@ -170,23 +114,23 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     except batching.QueueFull as e:
       metrics.rejected.labels(model.name).inc()
       metrics.observe(model.name, "infer" if scope["path"].endswith("/infer") else "classify_png", 429, 0.0)
-      return error(str(e), 429, {"Retry-After": str(e.retry_after_s)})
+      return str(e), 429, {"Retry-After": str(e.retry_after_s)}
     except batching.ShuttingDown:
       return None  # Answered 503 by the route.
     return None
 
-  def find(request: Request) -> ServedModel:
-    name, version = request.path_params["name"], request.path_params.get("version", "1")
+  def find(params: dict) -> ServedModel:
+    name, version = params["name"], params.get("version", "1")
     if name not in models:
       raise BadRequest(f"No model named {name[:64]!r}; this server has {sorted(models)}.", status=404)
     if version != "1":
       raise BadRequest(f"Version {version[:16]!r} does not exist; each model has version 1.", status=404)
     return models[name]
 
-  def check_token(request: Request) -> None:
+  def check_token(headers: Headers | asgi.RequestHeaders) -> None:
     if options.token is None:
       return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    scheme, _, given = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), options.token.encode()):
       raise BadRequest(
         "This endpoint needs the header `Authorization: Bearer <token>` with the server's token.",
@@ -194,42 +138,97 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
         headers={"WWW-Authenticate": "Bearer"},
       )
 
+  def refusal(e: Exception, model_name: str | None) -> tuple[str, int, dict | None]:
+    """The answer (message, status, headers) to a request that raised `e`; re-raises anything unexpected."""
+    if isinstance(e, BadRequest):
+      return str(e), e.status, e.headers
+    if isinstance(e, batching.QueueFull):
+      metrics.rejected.labels(metrics.label(model_name)).inc()
+      return str(e), 429, {"Retry-After": str(e.retry_after_s)}
+    if isinstance(e, batching.ShuttingDown):
+      return f"Not taken: {e}. Retry on another replica.", 503, None
+    if isinstance(e, TimeoutError):
+      return f"The request did not finish within {options.request_timeout_s} s (--request_timeout_s).", 504, None
+    raise e
+
   def endpoint(name: str, *, guarded: bool):
     """A route handler from `handle(request, model) -> Response`: token, model lookup, 4xx mapping, metrics."""
 
     def decorate(handle):
       async def route(request: Request) -> Response:
         start = time.perf_counter()
-        model_name = request.path_params.get("name")
         try:
           if guarded:
-            check_token(request)
-          response = await handle(request, find(request))
-        except BadRequest as e:
-          response = error(str(e), e.status, e.headers)
-        except batching.QueueFull as e:
-          metrics.rejected.labels(metrics.label(model_name)).inc()
-          response = error(str(e), 429, {"Retry-After": str(e.retry_after_s)})
-        except batching.ShuttingDown as e:
-          response = error(f"Not taken: {e}. Retry on another replica.", 503)
-        except TimeoutError:
-          response = error(
-            f"The request did not finish within {options.request_timeout_s} s (--request_timeout_s).", 504
-          )
-        metrics.observe(model_name, name, response.status_code, time.perf_counter() - start)
-        if model_name in models and models[model_name].batcher:
-          metrics.queue_rows.labels(model_name).set(models[model_name].batcher.queued_rows)
+            check_token(request.headers)
+          response = await handle(request, find(request.path_params))
+        except Exception as e:
+          response = error(*refusal(e, request.path_params.get("name")))
+        metrics.observe(request.path_params.get("name"), name, response.status_code, time.perf_counter() - start)
         return response
 
       return route
 
     return decorate
 
-  async def compute(request: Request, model: ServedModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  async def compute(model: ServedModel, inputs: dict[str, np.ndarray], withdraw) -> dict[str, np.ndarray]:
     if not model.ready:
       raise BadRequest(f"Model {model.name!r} is still warming up; poll /v2/models/{model.name}/ready.", status=503)
-    request.scope.get("state", {}).get(WITHDRAW, lambda: None)()  # No `await` until `submit` has queued it.
+    withdraw()  # No `await` until `submit` has queued it.
     return await model.batcher.submit(inputs, timeout_s=options.request_timeout_s)
+
+  async def infer(scope, receive, send) -> None:
+    """POST /v2/models/{name}[/versions/{version}]/infer, as raw ASGI (see `asgi.App`): admission as
+    `asgi.Admission` does it, then token, model, checks, batcher; the same with batching on or off."""
+    start = time.perf_counter()
+    model_name = scope["path_params"]["name"]
+    model, withdraw = models.get(model_name), _nothing
+    if model is not None and model.batcher is not None:
+      refused = shed(model, scope)
+      if refused is not None:
+        return await asgi.send_error(send, *refused)
+      withdraw = model.batcher.announce()  # Withdrawn by `compute`, or below if the request fails first.
+      model.in_flight += 1
+    try:
+      try:
+        body = await asgi.read_body(scope, receive, options.max_body_bytes)
+        if body is None:
+          return  # The client went away.
+        answer, status, headers = await infer_answer(scope, body, withdraw), 200, None
+      except asgi.BodyTooLarge:
+        message, status, headers = asgi.too_large_message(options.max_body_bytes), 413, None
+        answer = asgi.dump_json({"error": message})
+      except Exception as e:
+        try:
+          message, status, headers = refusal(e, model_name)
+        except Exception:
+          log.exception("internal error on %s", scope["path"])
+          message, status, headers = INTERNAL_ERROR, 500, None
+        answer = asgi.dump_json({"error": message})
+      await asgi.send_json(send, status, answer, headers)
+      metrics.observe(model_name, "infer", status, time.perf_counter() - start)
+    finally:
+      if model is not None and model.batcher is not None:
+        model.in_flight -= 1
+        withdraw()
+
+  async def infer_answer(scope, body: bytes, withdraw) -> bytes:
+    headers = asgi.RequestHeaders(scope)
+    check_token(headers)
+    model = find(scope["path_params"])
+    model.batcher.check_room()  # Already checked on arrival; the queue may have filled since.
+    _check_content_type(headers, "application/json", allow_missing=True)
+    if "inference-header-content-length" in headers:
+      raise BadRequest("This server does not take Triton's binary tensor extension; send JSON (binary_data=False).")
+    request_id, inputs, wanted = validation.parse_infer_request(body, model.function, max_rows=model.max_rows)
+    outputs = await compute(model, inputs, withdraw)
+    payload = {
+      "model_name": model.name,
+      "model_version": "1",
+      "outputs": [_v2_tensor(n, outputs[n], model) for n in wanted],
+    }
+    if request_id is not None:
+      payload["id"] = request_id
+    return asgi.dump_json(payload)
 
   async def live(request: Request) -> Response:
     return JSONResponse({"live": True})
@@ -249,24 +248,6 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
   async def model_ready(request, model):
     return JSONResponse({"name": model.name, "ready": model.ready}, status_code=200 if model.ready else 503)
 
-  @endpoint("infer", guarded=True)
-  async def infer(request, model):
-    model.batcher.check_room()  # Already checked by `Admission`; the queue may have filled since.
-    _check_content_type(request, "application/json", allow_missing=True)
-    if "inference-header-content-length" in request.headers:
-      raise BadRequest("This server does not take Triton's binary tensor extension; send JSON (binary_data=False).")
-    body = await request.body()
-    request_id, inputs, wanted = validation.parse_infer_request(body, model.function, max_rows=model.max_rows)
-    outputs = await compute(request, model, inputs)
-    payload = {
-      "model_name": model.name,
-      "model_version": "1",
-      "outputs": [_v2_tensor(n, outputs[n], model) for n in wanted],
-    }
-    if request_id is not None:
-      payload["id"] = request_id
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
-
   @endpoint("classify_png", guarded=True)
   async def classify_png(request, model):
     if not model.classifies:
@@ -274,9 +255,10 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
         f"Model {model.name!r} does not classify images; use /v2/models/{model.name}/infer with its inputs "
         f"{list(model.function.inputs)}."
       )
-    _check_content_type(request, "image/png", allow_missing=False)
+    _check_content_type(request.headers, "image/png", allow_missing=False)
     images = validation.decode_png(await request.body(), model.image_shape)
-    outputs = await compute(request, model, model.function.to_artifact({"images": images}))
+    withdraw = request.scope.get("state", {}).get(WITHDRAW, _nothing)
+    outputs = await compute(model, model.function.to_artifact({"images": images}), withdraw)
     names = model.model.class_names
     label = int(outputs["labels"][0])
     probabilities = outputs["probabilities"][0].tolist()
@@ -296,14 +278,14 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     inputs = validation.parse_sample_query(
       dict(request.query_params), model.function, max_rows=model.max_rows, num_classes=len(model.model.class_names)
     )
-    outputs = await compute(request, model, inputs)
+    outputs = await compute(model, inputs, _nothing)
     return Response(_png_grid(outputs["images"]), media_type="image/png")
 
   async def prometheus(request: Request) -> Response:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
-  app = FastAPI(
+  app = asgi.App(
     title="gdjax serve",
     lifespan=lifespan,
     # No /docs, /redoc or /openapi.json: the contract is V2's, and each model's metadata endpoint states it.
@@ -312,7 +294,7 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     openapi_url=None,
     exception_handlers={HTTPException: http_error, Exception: internal_error},
   )
-  app.add_middleware(Admission, limit=options.max_body_bytes, model_of=model_of, shed=shed)
+  app.add_middleware(asgi.Admission, limit=options.max_body_bytes, model_of=model_of, shed=shed, state_key=WITHDRAW)
   routes = [
     ("/v2/health/live", live, "GET"),
     ("/v2/health/ready", ready, "GET"),
@@ -321,8 +303,6 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
     ("/v2/models/{name}/versions/{version}", model_metadata, "GET"),
     ("/v2/models/{name}/ready", model_ready, "GET"),
     ("/v2/models/{name}/versions/{version}/ready", model_ready, "GET"),
-    ("/v2/models/{name}/infer", infer, "POST"),
-    ("/v2/models/{name}/versions/{version}/infer", infer, "POST"),
     ("/models/{name}/classify", classify_png, "POST"),
     ("/models/{name}/samples.png", samples_png, "GET"),
     ("/metrics", prometheus, "GET"),
@@ -332,6 +312,12 @@ def create_app(model_dirs, options: ServeOptions) -> FastAPI:
   # (docs/serving.md).
   for path, handler, method in routes:
     app.add_route(path, handler, methods=[method], include_in_schema=False)
+  # The inference paths as Starlette routes too: `App` answers their POSTs before FastAPI sees them, and
+  # the router answers any other method with 405. A POST routed here (were `App.infer` unset) is answered
+  # by the same handler.
+  for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+    app.router.routes.append(Route(path, _AsgiEndpoint(infer), methods=["POST"], include_in_schema=False))
+  app.infer = infer
   app.state.models, app.state.metrics = models, metrics
   return app
 
@@ -353,8 +339,22 @@ def _warm_up_all(models: list[ServedModel]) -> None:
     )
 
 
-def _check_content_type(request: Request, expected: str, *, allow_missing: bool) -> None:
-  given = request.headers.get("content-type")
+def _nothing() -> None:
+  pass
+
+
+class _AsgiEndpoint:
+  """A raw ASGI callable as a Starlette route's endpoint (a plain function would be taken for a request handler)."""
+
+  def __init__(self, app):
+    self.app = app
+
+  async def __call__(self, scope, receive, send):
+    await self.app(scope, receive, send)
+
+
+def _check_content_type(headers: Headers | asgi.RequestHeaders, expected: str, *, allow_missing: bool) -> None:
+  given = headers.get("content-type")
   if given is None and allow_missing:
     return
   if (given or "").split(";")[0].strip().lower() != expected:
@@ -380,7 +380,7 @@ def serve(model_dirs, options: ServeOptions, *, host: str = "127.0.0.1", port: i
   import uvicorn
 
   try:
-    app = create_app(model_dirs, options)
+    app = create_app(model_dirs, options, freeze_gc=True)
   except artifact.ArtifactError as e:
     raise ExportDirectoryError(str(e)) from None
   config = uvicorn.Config(

