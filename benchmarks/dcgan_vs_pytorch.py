@@ -1,11 +1,11 @@
 """gdjax's DCGAN against a PyTorch reference of the same model, scored by one FID.
 
-Both sides train `configs/dcgan_fashion_mnist.py`'s model (architecture,
+Both sides train `configs/gan_recipes/seed_recipe.py`'s model (architecture,
 non-saturating loss, Adam 2e-4 / beta1 0.5, batch 64, EMA 0.999 with the same
 warm-up; `benchmarks.torch_dcgan`) for the same number of steps on the same
 images (the config's `dataset.train_split`), each with its own seed. Then:
 
-- gdjax: `gdjax train --config configs/dcgan_fashion_mnist.py
+- gdjax: `gdjax train --config configs/gan_recipes/seed_recipe.py
   --config.seed=S --config.total_steps=N` in its own process, as a user runs
   it; the finished run is read back with `gdjax.inference.TrainedModel` and
   its EMA generator draws sample ids 0..9,999 under sample seed 12345;
@@ -49,7 +49,7 @@ from benchmarks import common, torch_dcgan
 from gdjax import data, evaluators, inference, parallel
 from gdjax.evaluators import sample_quality
 
-CONFIG = "dcgan_fashion_mnist"
+CONFIG = "gan_recipes/seed_recipe"  # The seed DCGAN recipe (plain D), the model the twin copies.
 NUM_SAMPLES = 10_000
 SAMPLE_SEED = 12345  # Both sides draw their samples with this seed.
 SPLIT = "test"

@@ -73,7 +73,8 @@ TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 MODELS = {
   # name: (config file, PyTorch trainer factory, whether the torch step takes float images in [-1, 1])
-  "dcgan": ("dcgan_fashion_mnist", lambda device: torch_dcgan.DCGANTrainer(device=device), True),
+  # The seed DCGAN recipe (plain D), the model the PyTorch twin copies.
+  "dcgan": ("gan_recipes/seed_recipe", lambda device: torch_dcgan.DCGANTrainer(device=device), True),
   "cnn": ("cnn_fashion_mnist", lambda device: torch_reference.CNNTrainer(device=device), False),
   "mlp_gan": ("mlp_gan_fashion_mnist", lambda device: torch_reference.MLPGANTrainer(device=device), False),
 }

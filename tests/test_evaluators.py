@@ -121,3 +121,32 @@ class TestSamples:
       ids = {"sample_ids": np.arange(8, dtype=np.int32)}
       outputs.append(base.call_in_batches(sample, placed, ids, batch_size=8, mesh=mesh, scalars={"seed": np.int32(0)}))
     np.testing.assert_array_equal(outputs[0]["images"], outputs[1]["images"])
+
+
+def test_a_conditional_generators_grid_has_one_class_per_row(tmp_path):
+  """Each image is painted with its label's grey level; row r of the PNG must hold class r only."""
+  from PIL import Image
+
+  from gdjax.evaluators import sample_grid
+  from gdjax.tasks.base import InferenceFunction, TensorSpec
+
+  def paint_labels(params, inputs):
+    del params
+    grey = (inputs["labels"] * 20 + 10).astype(np.uint8)
+    return {"images": np.broadcast_to(grey[:, None, None, None], (len(grey), 28, 28, 1)).copy()}
+
+  inputs = {
+    "seed": TensorSpec("int32", ()),
+    "sample_ids": TensorSpec("int32", (-1,)),
+    "labels": TensorSpec("int32", (-1,)),
+  }
+  sample = InferenceFunction(fn=paint_labels, inputs=inputs, outputs={"images": TensorSpec("uint8", (-1, 28, 28, 1))})
+  context = evaluators.EvalContext(parallel.make_data_mesh(), FakeBuilder(), workdir=tmp_path)
+  evaluator = sample_grid.Evaluator({"sample": sample}, context, num_samples=100, batch_size=50)
+  evaluator.run(params={}, step=3)
+  picture = np.asarray(Image.open(tmp_path / sample_grid.SAMPLES_DIR / "step_0000003.png"))
+  scale, cell = 2, 30  # save_image_grid enlarges twice; each cell is 28 pixels plus 2 of padding.
+  for row in range(10):
+    for column in range(10):
+      centre = picture[scale * (2 + row * cell + 14), scale * (2 + column * cell + 14)]
+      assert centre == row * 20 + 10, (row, column, centre)

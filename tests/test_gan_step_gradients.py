@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gdjax import gan_losses, models, parallel, run_state, samples
+from gdjax import diff_augment, gan_losses, gan_regularizers, models, parallel, run_state, samples
 from gdjax.tasks import gan
 
 NOISE_DIM, BATCH, LEARNING_RATE = 8, 4, 0.01
@@ -44,12 +44,15 @@ TEXTBOOK_LOSSES = {
 }
 
 
-def gan_config(*, loss="non_saturating", regularizers="", weight=0.0, n_critic=1, conv=False, conditional=False):
+def gan_config(
+  *, loss="non_saturating", regularizers="", weight=0.0, n_critic=1, conv=False, conditional=False, d_batch_norm=False
+):
   config = gan.default_config()
   if conv:
     config.model.generator.width = 4
     config.model.discriminator.width = 4
     config.model.discriminator.spectral_norm = conditional  # Stateful D: its power iteration advances per pass.
+    config.model.discriminator.use_batch_norm = d_batch_norm
   else:
     config.model.generator = dict(name="mlp_generator", hidden_sizes=(16,), use_batch_norm=True)
     config.model.discriminator = dict(name="mlp_discriminator", hidden_sizes=(16,))
@@ -60,7 +63,8 @@ def gan_config(*, loss="non_saturating", regularizers="", weight=0.0, n_critic=1
   config.gan_loss = loss
   config.regularizers = regularizers
   for name in regularizers.split(",") if regularizers else ():
-    config.regularizer_options[name].weight = weight
+    if "weight" in config.regularizer_options[name]:
+      config.regularizer_options[name].weight = weight
   for optimizer in ("generator_optimizer", "discriminator_optimizer"):
     config[optimizer] = ml_collections.ConfigDict(dict(name="sgd", learning_rate=LEARNING_RATE))
   return config
@@ -77,6 +81,13 @@ def textbook_step(config, state, images, labels, rng):
   real_all = samples.to_float(images).reshape(BATCH, n, 28, 28, 1)
   labels_all = labels.reshape(BATCH, n)
   g_vars, d_vars = state.generator, state.discriminator
+  options = config.regularizer_options
+
+  def augment(rng, images):
+    """DiffAugment, the only regulariser that augments, drawing from its key as the task's `augment` gives it."""
+    if config.regularizers != "diffaugment":
+      return images
+    return diff_augment.augment(jax.random.fold_in(rng, 0), images, options.diffaugment.policy)
 
   def draw(keys):
     noise_rng, label_rng = jax.random.split(keys.noise)
@@ -87,7 +98,9 @@ def textbook_step(config, state, images, labels, rng):
       return discriminator.apply(variables, x, y, train=True, mutable=["batch_stats"])
     return discriminator.apply(variables, x, y, train=False)
 
-  def d_objective(d_params, batch_stats, real, real_labels, fake, fake_labels, penalty_rng):
+  def d_objective(d_params, batch_stats, real, real_labels, fake, fake_labels, penalty_rng, augment_rng):
+    real_rng, fake_rng = jax.random.split(augment_rng)
+    real, fake = augment(real_rng, real), augment(fake_rng, fake)
     variables = {"params": d_params, "batch_stats": batch_stats}
     real_scores, updates = d_score(variables, real, real_labels, True)
     fake_scores, updates = d_score({"params": d_params, **updates}, fake, fake_labels, True)
@@ -104,6 +117,21 @@ def textbook_step(config, state, images, labels, rng):
     elif config.regularizers == "r1":
       grads = jnp.stack([jax.grad(lambda x: critic(x[None])[0])(x) for x in real])
       loss += config.regularizer_options.r1.weight * jnp.mean(jnp.sum(grads**2, (1, 2, 3)))
+    elif config.regularizers == "bcr":  # Separate inference-mode passes; T as the regulariser draws it.
+      transform = gan_regularizers.BalancedConsistency().transform
+      real_t_rng, fake_t_rng = jax.random.split(penalty_rng)
+      transformed_real, transformed_fake = transform(real_t_rng, real), transform(fake_t_rng, fake)
+      real_term = jnp.mean((critic(real) - critic(transformed_real)) ** 2)
+      fake_term = jnp.mean(
+        (d_score(variables, fake, fake_labels, False) - d_score(variables, transformed_fake, fake_labels, False)) ** 2
+      )
+      loss += options.bcr.real_weight * real_term + options.bcr.fake_weight * fake_term
+    elif config.regularizers == "lecam":  # The first update: the anchors are its own mean scores, held constant.
+      real_anchor, fake_anchor = jax.lax.stop_gradient((jnp.mean(real_scores), jnp.mean(fake_scores)))
+      penalty = jnp.mean(jax.nn.relu(real_scores - fake_anchor) ** 2) + jnp.mean(
+        jax.nn.relu(real_anchor - fake_scores) ** 2
+      )
+      loss += options.lecam.weight * penalty
     return loss, updates.get("batch_stats", batch_stats)
 
   for j in range(n):
@@ -118,12 +146,16 @@ def textbook_step(config, state, images, labels, rng):
       fake,
       fake_labels,
       jax.random.fold_in(keys.regularizers, 0),
+      keys.augment,
     )
     d_params = jax.tree.map(lambda p, g: p - LEARNING_RATE * g, d_vars["params"], d_grads)
     d_vars = {"params": d_params, "batch_stats": d_batch_stats}
 
   def g_objective(g_params):
     fake, _ = generator.apply({**g_vars, "params": g_params}, noise, fake_labels, train=True, mutable=["batch_stats"])
+    fake = augment(gan.generator_keys(step_rng, n).augment, fake)
+    if config.model.discriminator.get("use_batch_norm", False):  # D normalises the fakes by their own statistics.
+      return jnp.mean(g_loss_fn(d_score(d_vars, fake, fake_labels, True)[0]))
     return jnp.mean(g_loss_fn(d_score(d_vars, fake, fake_labels, False)))
 
   g_grads = jax.grad(g_objective)(g_vars["params"])
@@ -134,8 +166,12 @@ CASES = {
   **{f"{loss}": dict(loss=loss) for loss in TEXTBOOK_LOSSES},
   "wgan_gp": dict(loss="wasserstein", regularizers="wgan_gp", weight=10.0),
   "r1": dict(loss="non_saturating", regularizers="r1", weight=5.0),
+  "diffaugment": dict(loss="non_saturating", regularizers="diffaugment"),
+  "bcr": dict(loss="hinge", regularizers="bcr"),
+  "lecam": dict(loss="hinge", regularizers="lecam"),
   "three_critic_updates_with_wgan_gp": dict(loss="wasserstein", regularizers="wgan_gp", weight=10.0, n_critic=3),
   "conditional_dcgan_with_spectral_norm": dict(loss="hinge", conv=True, conditional=True),
+  "dcgan_with_batch_norm_in_d": dict(loss="non_saturating", conv=True, d_batch_norm=True),
 }
 
 

@@ -2,12 +2,13 @@
 
 Written to `<workdir>/samples/step_<step>.png` during training (process 0
 only); `gdjax eval` writes none. A conditional generator's grid has one
-column per class, so each row shows every class once.
+row per class, in class order, with the samples of that class along it.
 """
 
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from gdjax import samples
 from gdjax.evaluators.base import EvalContext, SampleEvaluator
@@ -26,6 +27,9 @@ class Evaluator(SampleEvaluator):
       return {}
     images, labels = self.draw(params)
     if jax.process_index() == 0:
-      columns = len(self.context.class_names) if labels is not None else None
+      columns = None
+      if labels is not None:
+        order = np.argsort(labels, kind="stable")  # Class 0's samples first, then class 1's, ...
+        images, columns = images[order], -(-len(labels) // len(self.context.class_names))
       samples.save_image_grid(images, self.context.workdir / SAMPLES_DIR / f"step_{step:07d}.png", columns=columns)
     return {}

@@ -135,12 +135,18 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
   """28x28 -> conv 4x4/2 to 14x14xw -> conv 4x4/2 to 7x7x(2w) -> 1 score; leaky ReLU 0.2.
 
-  No batch norm: penalties such as WGAN-GP need each example's score to
-  depend on that example alone. Spectral norm is the normaliser offered.
+  Normalisers: spectral norm in every layer (`spectral_norm`), or batch norm
+  after the second convolution (`use_batch_norm`), as in Radford et al.'s
+  DCGAN. With batch norm a score depends on the rest of its batch, so
+  penalties on each example's gradient (WGAN-GP, R1) refuse it. In training,
+  D normalises real and fake images as two separate batches (as PyTorch's
+  DCGAN example does); its running statistics, in `batch_stats`, are used
+  only in inference.
   """
 
   width: int = 64
   spectral_norm: bool = False
+  use_batch_norm: bool = False
   num_classes: int = 0
   # How the strided convolutions are computed; the parameters (Flax's `Conv`
   # layout) and the outputs are the same either way (see gdjax/models/layers.py).
@@ -149,10 +155,15 @@ class DCGANDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array | None = None, *, train: bool = False) -> jax.Array:
+    if self.spectral_norm and self.use_batch_norm:
+      raise ValueError("DCGANDiscriminator: choose spectral_norm or use_batch_norm, not both.")
     x = images.astype(self.dtype)
-    for features in (self.width, 2 * self.width):
+    for index, features in enumerate((self.width, 2 * self.width)):
       conv = Conv(features, (4, 4), strides=(2, 2), implementation=self.conv, dtype=self.dtype)
-      x = nn.leaky_relu(_maybe_spectral_norm(conv, self.spectral_norm, x, train), 0.2)
+      x = _maybe_spectral_norm(conv, self.spectral_norm, x, train)
+      if self.use_batch_norm and index == 1:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+      x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
     return _score_with_projection(x, labels, self.num_classes, self.spectral_norm, train, self.dtype)
 

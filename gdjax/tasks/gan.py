@@ -44,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(
     dict(
       generator=dict(name="dcgan_generator", width=64, use_batch_norm=True, conv_transpose="auto"),
-      discriminator=dict(name="dcgan_discriminator", width=64, spectral_norm=False, conv="auto"),
+      discriminator=dict(name="dcgan_discriminator", width=64, spectral_norm=False, use_batch_norm=False, conv="auto"),
     )
   )
   config.noise_dim = 100
@@ -147,8 +147,12 @@ class GANTask:
     self.discriminator = models.build_model(config.model.discriminator, num_classes=self.num_classes, dtype=dtype)
     self.adversarial_loss = gan_losses.get_adversarial_loss(config.gan_loss)
     self.regularizers = gan_regularizers.build_regularizers(config)
+    self.gradient_axis = gradient_axis  # Regularisers average their batch statistics over it (LeCam's anchors).
+    # A D with batch norm scores G's fakes with the fake batch's statistics in
+    # the G update too, as in the D update (its running averages are for inference).
+    self.discriminator_batch_norm = bool(config.model.discriminator.get("use_batch_norm", False))
     needs_independent = [name for name, reg in self.regularizers.items() if reg.needs_independent_examples]
-    if needs_independent and config.model.discriminator.get("use_batch_norm", False):
+    if needs_independent and self.discriminator_batch_norm:
       raise ConfigError(
         f"{needs_independent} need a discriminator without batch norm: each score must depend on its own image."
       )
@@ -281,6 +285,7 @@ class GANTask:
         fake_labels=fake_labels,
         real_scores=real_scores,
         fake_scores=fake_scores,
+        axis_name=self.gradient_axis,
       )
       total, new_state, metrics = adversarial, {}, {}
       for index, (name, regularizer) in enumerate(self.regularizers.items()):
@@ -338,7 +343,7 @@ class GANTask:
 
     def generator_objective(fake):
       seen = self.augment(g_keys.augment, fake)
-      scores, _ = self.score(discriminator, seen, fake_labels, train=False)
+      scores, _ = self.score(discriminator, seen, fake_labels, train=self.discriminator_batch_norm)
       adversarial = jnp.mean(self.adversarial_loss.generator(scores))
       view = gan_regularizers.DiscriminatorView(
         score=lambda images, labels: self.score(discriminator, images, labels, train=False)[0],
@@ -348,6 +353,7 @@ class GANTask:
         fake_labels=fake_labels,
         real_scores=None,
         fake_scores=scores,
+        axis_name=self.gradient_axis,
       )
       total, metrics = adversarial, {}
       for index, (name, regularizer) in enumerate(self.regularizers.items()):
