@@ -7,6 +7,10 @@
   gdjax sample  --workdir W --num N --out S.npy [--seed S] [--labels 0,1,2] [--raw_weights] [--grid S.png]
   gdjax sweep   --sweep configs/sweeps/NAME.py --out DIR [--parallel N] [--launcher local|ray] [--ray_address A]
                 [--seeds 0,1,2] [--set FIELD=VALUE ...] [--print_commands | --aggregate_only]
+  gdjax cas     --generator_workdir W --out DIR [--classifier_config C.py] [--seeds 0] [--mode fixed|regenerate]
+                [--generator_checkpoint best|latest] [--parallel N] [--set FIELD=VALUE ...]
+  gdjax augment --out DIR [--sizes 540,5400,54000] [--seeds 0,1,2] [--mode fixed|regenerate] [--parallel N]
+                [--gan_config G.py] [--classifier_config C.py] [--fraction 0.5] [--gan_set ...] [--classifier_set ...]
   gdjax export  --workdir W --out DIR [--checkpoint latest|best] [--format jax,saved_model]
   gdjax serve   [NAME=]DIR ... [--host 127.0.0.1] [--port 8080] [--token T | $GDJAX_SERVE_TOKEN]
                 [--max_batch_size 64] [--batch_window_ms 2] [--nobatching] [--max_queue_rows 512] ...
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import time
+from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
@@ -193,6 +199,102 @@ def _sweep(fv: flags.FlagValues) -> int:
   return sweep_cli.run(fv)  # 1 if any run failed.
 
 
+def _define_generated_data_flags(fv: flags.FlagValues) -> None:
+  """Flags that `gdjax cas` and `gdjax augment` share."""
+  flags.DEFINE_string("out", None, "Directory for the runs and the tables.", flag_values=fv)
+  flags.DEFINE_string(
+    "classifier_config",
+    "cnn_fashion_mnist",
+    "The classifier config, trained as it is: a name in configs/ or a path.",
+    flag_values=fv,
+  )
+  flags.DEFINE_enum(
+    "mode",
+    "fixed",
+    ["fixed", "regenerate"],
+    "fixed: a pool of generated images as large as the real training set, per class; regenerate: fresh ones "
+    "every step.",
+    flag_values=fv,
+  )
+  flags.DEFINE_enum(
+    "generator_checkpoint", "best", ["best", "latest"], "The generator's checkpoint to sample.", flag_values=fv
+  )
+  flags.DEFINE_integer("parallel", 1, "Runs at once, as local processes.", lower_bound=1, flag_values=fv)
+
+
+def _define_cas_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  flags.DEFINE_string("generator_workdir", None, "A trained conditional generator's workdir.", flag_values=fv)
+  _define_generated_data_flags(fv)
+  flags.DEFINE_list("seeds", ["0"], "Seeds of the classifier runs, e.g. 0,1,2.", flag_values=fv)
+  flags.DEFINE_multi_string(
+    "set",
+    [],
+    "FIELD=VALUE: an override for every classifier run (repeatable), e.g. --set total_steps=300.",
+    flag_values=fv,
+  )
+
+
+def _cas(fv: flags.FlagValues) -> int:
+  from gdjax.sweep import cas
+
+  _require(fv, "generator_workdir", "out")
+  summary = cas.classification_accuracy_score(
+    fv.generator_workdir,
+    fv.out,
+    classifier_config=fv.classifier_config,
+    seeds=_integers(fv, "seeds"),
+    mode=fv.mode,
+    generator_checkpoint=fv.generator_checkpoint,
+    parallel=fv.parallel,
+    set_flags=fv.set,
+    command=_command_line(fv, "cas"),
+  )
+  print((Path(fv.out) / cas.CAS_MD).read_text())
+  return 1 if summary["failed"] else 0
+
+
+def _define_augment_flags(fv: flags.FlagValues, argv: list[str]) -> None:
+  _define_generated_data_flags(fv)
+  flags.DEFINE_list(
+    "sizes", ["540", "5400", "54000"], "Labelled training images (dataset.subset_size).", flag_values=fv
+  )
+  flags.DEFINE_list(
+    "seeds", ["0", "1", "2"], "Seeds: each draws its own subsets, GANs and classifiers.", flag_values=fv
+  )
+  flags.DEFINE_string(
+    "gan_config", "cdcgan_fashion_mnist", "The conditional GAN config: a name in configs/ or a path.", flag_values=fv
+  )
+  flags.DEFINE_float(
+    "fraction", 0.5, "Share of each batch drawn from the GAN (0.5: real:generated 1:1).", flag_values=fv
+  )
+  flags.DEFINE_multi_string("gan_set", [], "FIELD=VALUE: an override for every GAN run (repeatable).", flag_values=fv)
+  flags.DEFINE_multi_string(
+    "classifier_set", [], "FIELD=VALUE: an override for every classifier run (repeatable).", flag_values=fv
+  )
+
+
+def _augment(fv: flags.FlagValues) -> int:
+  from gdjax.sweep import augmentation
+
+  _require(fv, "out")
+  summary = augmentation.gan_augmentation(
+    fv.out,
+    sizes=_integers(fv, "sizes"),
+    seeds=_integers(fv, "seeds"),
+    gan_config=fv.gan_config,
+    classifier_config=fv.classifier_config,
+    mode=fv.mode,
+    fraction=fv.fraction,
+    generator_checkpoint=fv.generator_checkpoint,
+    gan_set=fv.gan_set,
+    classifier_set=fv.classifier_set,
+    parallel=fv.parallel,
+    command=_command_line(fv, "augment"),
+  )
+  print((Path(fv.out) / augmentation.AUGMENTATION_MD).read_text())
+  return 1 if summary["failed"] else 0
+
+
 def _define_export_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string("workdir", None, "A workdir written by `gdjax train`.", flag_values=fv)
   flags.DEFINE_string(
@@ -265,6 +367,8 @@ COMMANDS = {
   "predict": (_define_predict_flags, _predict),
   "sample": (_define_sample_flags, _sample),
   "sweep": (_define_sweep_flags, _sweep),
+  "cas": (_define_cas_flags, _cas),
+  "augment": (_define_augment_flags, _augment),
   "export": (_define_export_flags, _export),
   "serve": (_define_serve_flags, _serve),
 }
@@ -278,6 +382,31 @@ def _require(fv: flags.FlagValues, *names: str) -> None:
   missing = [f"--{n}" for n in names if fv[n].value is None]
   if missing:
     raise _UsageError(f"missing required flag(s) {', '.join(missing)}.")
+
+
+def _integers(fv: flags.FlagValues, name: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(v) for v in fv[name].value)
+  except ValueError:
+    raise _UsageError(
+      f"--{name} must be comma-separated integers, e.g. 0,1,2; got {','.join(fv[name].value)}."
+    ) from None
+
+
+def _command_line(fv: flags.FlagValues, command: str) -> str:
+  """`gdjax COMMAND` with the flags that were given, for the top of a results table."""
+  words = ["gdjax", command]
+  for name in fv:
+    flag = fv[name]
+    if not flag.present:
+      continue
+    if isinstance(flag, flags.MultiFlag):
+      words += [f"--{name}={value}" for value in flag.value]
+    elif isinstance(flag.value, list):
+      words.append(f"--{name}={','.join(flag.value)}")
+    else:
+      words.append(f"--{name}={flag.value}")
+  return shlex.join(words)
 
 
 def main(argv: list[str] | None = None) -> int:

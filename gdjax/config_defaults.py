@@ -27,6 +27,24 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
       # tf.data's own thread pool; 0 means TensorFlow's default (one per core).
       # Small images need little, and 2 leaves the cores to the train step.
       threads=2,
+      # In memory: train on a class-balanced subset of this many training
+      # examples (0: all), drawn under subset_seed (the run's seed unless set).
+      subset_size=0,
+      subset_seed=0,
+      # A trained conditional generator's workdir ("" = off): a classifier then
+      # trains on its samples too (gdjax/data/generated.py,
+      # docs/generators_teach_classifiers.md). generated_fraction: the share of
+      # each batch it draws (0.5: real:generated 1:1; 1.0: generated only, the
+      # Classification Accuracy Score). generated_mode: "fixed", a pool with as
+      # many images per class as the real training examples, shuffled per
+      # epoch; or "regenerate", fresh images every step. Its EMA weights, at
+      # its "best" (by its own validation metric) or "latest" checkpoint;
+      # generator_seed is the run's seed unless set.
+      generator_workdir="",
+      generator_checkpoint="best",
+      generated_fraction=0.5,
+      generated_mode="fixed",
+      generator_seed=0,
     )
   )
 
@@ -34,6 +52,10 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
 def add_training_options(config: ml_collections.ConfigDict) -> None:
   """How the loop runs the step, the same for every task."""
   config.seed = 0
+  if "dataset" in config:  # The data's own draws follow the seed unless set (identity: setting them leaves it alone).
+    for field in ("subset_seed", "generator_seed"):
+      if field in config.dataset:
+        config.dataset[field] = config.get_ref("seed").identity()
   # "jit": one program over the device mesh, XLA inserts the gradient
   # all-reduce. "pmap": the task's step per device under jax.pmap, with
   # gradients, batch statistics and metrics averaged by lax.pmean.

@@ -155,3 +155,35 @@ def tree_digest(directory):
     if path.is_file():
       digest.update(str(path.relative_to(directory)).encode() + path.read_bytes())
   return digest.hexdigest()
+
+
+def train_tiny_generator(workdir, local_dir, data_dir, feature_network_dir) -> Path:
+  """A conditional DCGAN (width-4 G and D) trained 2 steps on the fake data, without evaluations: about 25 s.
+
+  With no evaluation its checkpoints carry no FID, so its "best" checkpoint is its latest.
+  """
+  from gdjax import cli
+
+  flags = {
+    "dataset.local_dir": local_dir,
+    "dataset.data_dir": data_dir,
+    "batch_size": 8,
+    "total_steps": 2,
+    "log_every_steps": 1,
+    "eval_every_steps": -1,  # Only in `gdjax eval`: an FID would cost more than the training.
+    "checkpoint.every_steps": 1,
+    "progress_bar": False,
+    "model.generator.width": 4,
+    "model.discriminator.width": 4,
+    **tiny_gan_flags(feature_network_dir),
+  }
+  argv = ["gdjax", "train", "--config", str(REPO / "configs" / "cdcgan_fashion_mnist.py"), "--workdir", str(workdir)]
+  assert cli.main(argv + [f"--config.{k}={v}" for k, v in flags.items()]) == 0
+  return Path(workdir)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_workdir(tmp_path_factory, fake_fashion_mnist_dir, fake_tfds_data_dir, feature_network_dir):
+  """A trained tiny conditional generator's workdir (gdjax/data/generated.py's tests, gdjax cas)."""
+  workdir = tmp_path_factory.mktemp("tiny_generator") / "cdcgan"
+  return train_tiny_generator(workdir, fake_fashion_mnist_dir, fake_tfds_data_dir, feature_network_dir)

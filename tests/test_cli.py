@@ -16,7 +16,9 @@ from gdjax import cli
 from gdjax.data import fashion_mnist_local
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = configs_for_task("classifier")
+# configs/cas_fashion_mnist.py trains on a generator's samples, so it needs a trained generator workdir:
+# tests/test_generated_data.py runs its step on a tiny one.
+CONFIGS = [name for name in configs_for_task("classifier") if name != "cas_fashion_mnist"]
 
 
 def small_run_flags(local_dir, data_dir, total_steps=6, **extra):

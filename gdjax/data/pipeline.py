@@ -21,8 +21,13 @@ training split (`subsets.class_balanced_subset`, drawn under
 exactly once, in `ceil(N / batch_size)` batches whose last one is padded,
 each with a float `mask` (1 for a real example): what a sum of sufficient
 statistics (naive Bayes) needs, where an endless shuffled stream would count
-some examples twice and drop others. `check_training_plan` refuses, before
-anything is written, a plan that does not fit those options.
+some examples twice and drop others. `dataset.labelled_size` makes a
+semi-supervised run's two streams: each batch holds `image` rows of the
+whole split without labels, and `labelled_image`/`labelled_label` rows
+(`dataset.labelled_batch_size` of them) of a class-balanced subset drawn
+under `dataset.labelled_seed`, each stream in its own seeded epochs.
+`check_training_plan` refuses, before anything is written, a plan that does
+not fit those options.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gdjax.data import fashion_mnist_local, subsets, text
+from gdjax.data import fashion_mnist_local, generated, subsets, text
 from gdjax.errors import ConfigError, DatasetError
 
 
@@ -183,6 +188,14 @@ def check_training_plan(
   """
   split = dataset_config.train_split
   split_size = num_examples(builder, split)  # Fails with a clear message on a bad split.
+  if generated.is_enabled(dataset_config):  # The generator's workdir and options, before anything is written.
+    generated.check_generator(
+      dataset_config,
+      image_shape=input_shape(builder, dataset_config),
+      num_classes=num_classes(builder),
+      global_batch_size=global_batch_size,
+      total_steps=total_steps,
+    )
   subset_size = int(dataset_config.get("subset_size", 0) or 0)
   single_pass = bool(dataset_config.get("single_pass", False))
   for option, used in (("subset_size", subset_size), ("single_pass", single_pass)):
@@ -197,6 +210,7 @@ def check_training_plan(
       f"Set it between 1 and {split_size} (0 trains on the whole split)."
     )
   n = subset_size or split_size
+  _check_labelled_subset(dataset_config, split, split_size)
   if single_pass:
     steps = math.ceil(n / global_batch_size)
     if total_steps != steps:
@@ -207,6 +221,35 @@ def check_training_plan(
         f"Set --config.total_steps={steps}, or change batch_size."
       )
   return n
+
+
+def _check_labelled_subset(dataset_config: ml_collections.ConfigDict, split: str, split_size: int) -> None:
+  """A semi-supervised run's labelled subset must fit the split, and its batches the subset."""
+  labelled_size = int(dataset_config.get("labelled_size", 0) or 0)
+  if not labelled_size:
+    return
+  if not dataset_config.get("in_memory", True):
+    raise ConfigError(
+      "config.dataset.labelled_size needs the in-memory pipeline, which holds the whole split; set "
+      "--config.dataset.in_memory=True."
+    )
+  if dataset_config.get("subset_size") or dataset_config.get("single_pass"):
+    raise ConfigError(
+      "config.dataset.labelled_size keeps the labels of a subset and trains on the whole split without them; it "
+      "does not combine with subset_size or single_pass. Set --config.dataset.subset_size=0 and single_pass=False."
+    )
+  if not 1 <= labelled_size <= split_size:
+    raise ConfigError(
+      f"config.dataset.labelled_size={labelled_size}, but the training split {split!r} has {split_size} "
+      f"examples. Set it between 1 and {split_size}."
+    )
+  labelled_batch_size = int(dataset_config.get("labelled_batch_size", 0) or 0)
+  if not 1 <= labelled_batch_size <= labelled_size:
+    raise ConfigError(
+      f"config.dataset.labelled_batch_size={labelled_batch_size} must be between 1 and labelled_size="
+      f"{labelled_size}: each step draws that many labelled examples, without repeats, from the subset."
+    )
+  _local_batch_size(labelled_batch_size)  # Divisible by the processes.
 
 
 def train_batches(
@@ -230,7 +273,26 @@ def train_batches(
   split by a class-balanced subset of it, and `dataset_config.single_pass`
   makes the batches one padded pass with a `mask` that then ends (see the
   module docstring); `check_training_plan` says whether a run fits them.
+
+  With `dataset_config.generator_workdir`, part (or all) of each batch is a
+  conditional generator's samples (`generated.mixed_batches`).
   """
+  if generated.is_enabled(dataset_config):
+    return generated.mixed_batches(
+      dataset_config,
+      real_batches=lambda batch_size: train_batches(
+        builder,
+        generated.without_generator(dataset_config),
+        global_batch_size=batch_size,
+        seed=seed,
+        start_step=start_step,
+      ),
+      training_labels=lambda: load_training_examples(builder, dataset_config)["label"],
+      image_shape=input_shape(builder, dataset_config),
+      num_classes=num_classes(builder),
+      global_batch_size=global_batch_size,
+      start_step=start_step,
+    )
   local_batch_size = _local_batch_size(global_batch_size)
   split = dataset_config.train_split
   num_examples(builder, split)  # Fails early, with a clear message, on a bad split.
@@ -283,26 +345,63 @@ def _in_memory_batches(builder, dataset_config, global_batch_size, seed, start_s
   arrays = load_training_examples(builder, dataset_config)
   # Process p feeds the p-th block of the batch's rows: its devices' part of
   # the `data` axis (`parallel.make_data_mesh` orders devices by process).
-  local_batch_size = _local_batch_size(global_batch_size)
-  rows = slice(jax.process_index() * local_batch_size, (jax.process_index() + 1) * local_batch_size)
+  rows = _process_rows(global_batch_size)
   if dataset_config.get("single_pass", False):
     yield from _single_pass(arrays, global_batch_size, seed, start_step, rows)
     return
-  steps_per_epoch = len(arrays["label"]) // global_batch_size
-  if steps_per_epoch == 0:
+  if len(arrays["label"]) < global_batch_size:
     raise ConfigError(
       f"Split {split!r} has {len(arrays['label'])} examples, fewer than one "
       f"batch ({global_batch_size}). Lower --config.batch_size or use a larger split."
     )
+  batches = _shuffled_batches(arrays, global_batch_size, [seed], start_step, rows)
+  if not dataset_config.get("labelled_size", 0):
+    yield from batches
+    return
+  # Semi-supervised: the whole split without its labels, and beside it a stream of the labelled subset.
+  labelled = load_labelled_subset(arrays, dataset_config)
+  labelled_batch_size = int(dataset_config.labelled_batch_size)
+  labelled_rows = _process_rows(labelled_batch_size)
+  labelled_batches = _shuffled_batches(labelled, labelled_batch_size, [seed, 1], start_step, labelled_rows)
+  for unlabelled_batch, labelled_batch in zip(batches, labelled_batches, strict=True):
+    yield {
+      "image": unlabelled_batch["image"],
+      "labelled_image": labelled_batch["image"],
+      "labelled_label": labelled_batch["label"],
+    }
+
+
+def _shuffled_batches(arrays: dict, global_batch_size: int, seed: list[int], start_step: int, rows: slice):
+  """Endless global batches, each epoch a permutation drawn under `seed + [epoch]`; this process's `rows` of each."""
+  steps_per_epoch = len(arrays["label"]) // global_batch_size
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
-    order = np.random.default_rng([seed, epoch]).permutation(len(arrays["label"]))
+    order = np.random.default_rng([*seed, epoch]).permutation(len(arrays["label"]))
     for step in range(offset, steps_per_epoch):
       indices = np.sort(order[step * global_batch_size : (step + 1) * global_batch_size])[
         rows
       ]  # Sorted: faster gathers.
       yield {"image": arrays["image"][indices], "label": arrays["label"][indices]}
     epoch, offset = epoch + 1, 0
+
+
+def load_labelled_subset(arrays: dict, dataset_config: ml_collections.ConfigDict) -> dict:
+  """The labelled examples of a semi-supervised run: `labelled_size` of them, class-balanced, drawn under `labelled_seed`.
+
+  Depends only on the training split's labels and the two fields, never on
+  the run's seed, devices or processes, so every run that names the same
+  subset trains on the same labels.
+  """
+  indices = subsets.class_balanced_subset(
+    arrays["label"], int(dataset_config.labelled_size), int(dataset_config.get("labelled_seed", 0))
+  )
+  return {k: v[indices] for k, v in arrays.items()}
+
+
+def _process_rows(global_batch_size: int) -> slice:
+  """This process's rows of a global batch: its devices' part of the `data` axis."""
+  local_batch_size = _local_batch_size(global_batch_size)
+  return slice(jax.process_index() * local_batch_size, (jax.process_index() + 1) * local_batch_size)
 
 
 def _single_pass(arrays: dict, global_batch_size: int, seed: int, start_step: int, rows: slice) -> Iterator[dict]:

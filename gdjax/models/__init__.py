@@ -18,6 +18,7 @@ from gdjax.models.classifiers import (
   count_parameters,
 )
 from gdjax.models.gans import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gdjax.models.semi_supervised import SemiSupervisedDiscriminator
 from gdjax.models.vae import VAE
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -29,6 +30,7 @@ MODELS: dict[str, type[nn.Module]] = {
   "dcgan_generator": DCGANGenerator,
   "dcgan_discriminator": DCGANDiscriminator,
   "vae": VAE,
+  "semi_supervised_discriminator": SemiSupervisedDiscriminator,
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
   "MLPGenerator",
   "LinearClassifier",
   "MLPClassifier",
+  "SemiSupervisedDiscriminator",
   "VAE",
   "build_model",
   "compute_dtype",

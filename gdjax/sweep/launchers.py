@@ -80,6 +80,34 @@ def run_local(runs: Sequence[Run], execute: Callable[[Run], dict], *, parallel: 
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+def run_pending(
+  runs: Sequence[Run], *, parallel: int, select: Mapping[str, str] | None = None, log=print
+) -> dict[str, dict]:
+  """Runs those of `runs` that have not finished, locally, `parallel` at a time; returns every result by workdir.
+
+  The local launcher of `gdjax sweep` as a library call, for commands that
+  chain sweeps (`gdjax cas`, `gdjax augment`): finished runs are read, never
+  retrained; interrupted ones resume; a workdir holding another run is left
+  alone and reported. Each result is also written to its run's result.json.
+  Results are keyed by workdir, not run id: runs of one config planned into
+  several directories share their ids.
+  """
+  results = {r.workdir: runs_lib.assess(r, select) for r in runs}
+  todo = [r for r in runs if results[r.workdir]["status"] != "finished" and not results[r.workdir].get("conflict")]
+  log(f"{len(runs)} runs: {len(runs) - len(todo)} finished or refused already, {len(todo)} to run.")
+  for r in runs:
+    if results[r.workdir].get("conflict"):
+      log(f"  {r.workdir}: refused: {results[r.workdir]['error']}")
+  environment = local_environment()
+  execute = lambda r: execute_run(r, select, environment)
+  for done, (r, result) in enumerate(run_local(todo, execute, parallel=parallel) if todo else (), start=1):
+    runs_lib.write_result(r, result)
+    results[r.workdir] = result
+    status = "finished" if result["status"] == "finished" else f"FAILED: {result.get('error', '')}"
+    log(f"[{done}/{len(todo)}] {r.workdir}: {status}")
+  return results
+
+
 def shell_command(run: Run) -> str:
   """One line for a batch system (a SLURM array task, a Kubernetes indexed job): train && eval."""
   return f"cd {shlex.quote(run.cwd)} && {shlex.join(run.train_command)} && {shlex.join(run.eval_command)}"

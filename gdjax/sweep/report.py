@@ -94,7 +94,7 @@ def markdown(
     row += [format_summary(group["metrics"].get(f"validation/{m}")) for m in validation]
     row += [format_summary(group["metrics"].get(f"test/{m}")) for m in metrics]
     rows.append(row)
-  lines += _table(header, rows)
+  lines += markdown_table(header, rows)
   if aggregate.has_choices(groups):
     lines += [
       "",
@@ -113,7 +113,7 @@ def markdown(
       row += [f"{entry['settings_compared']} of {entry['settings']}", by, format_summary(entry["metrics"].get(key))]
       row += [format_summary(entry["metrics"].get(f"test/{m}")) for m in metrics]
       rows.append(row)
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
   failed = [r for r in results.values() if r.get("status") == "failed"]
   missing = [r for r in results.values() if r.get("status") not in ("finished", "failed")]
   if failed:
@@ -206,7 +206,8 @@ def _write_runs_csv(path: Path, runs: Sequence[Run], results: Mapping[str, Mappi
       writer.writerow([*row, r.get("log", "")])
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  """The lines of a Markdown table (pipes in cells escaped)."""
   escape = lambda cell: str(cell).replace("|", "\\|")
   lines = ["| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
   return lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows]

@@ -104,6 +104,36 @@ def load_sweep(path: str | Path, *, seeds: Sequence[int] | None = None, set_flag
   )
 
 
+def single_config_sweep(
+  config: Path,
+  seeds: Sequence[int],
+  *,
+  grid: Mapping[str, tuple] | None = None,
+  overrides: Mapping[str, Any] | None = None,
+  set_flags: Sequence[str] = (),
+) -> Sweep:
+  """A sweep of one config built in code (for commands that chain sweeps), checked as a sweep file is.
+
+  `set_flags` ("FIELD=VALUE", the user's --set) may not touch a field the
+  command sets itself in `grid` or `overrides`.
+  """
+  flag_overrides = parse_set_flags(set_flags)
+  fixed = {**(overrides or {}), **(grid or {})}
+  clashes = sorted(set(flag_overrides) & set(fixed))
+  if clashes:
+    raise ConfigError(f"--set {', '.join(clashes)}: set by this command itself; drop it from --set.")
+  return Sweep(
+    path=Path(config).resolve(),
+    configs=(Path(config).resolve(),),
+    seeds=check_seeds(tuple(seeds), "--seeds"),
+    grid={field: tuple(values) for field, values in (grid or {}).items()},
+    overrides=_fields(dict(overrides or {}), "overrides"),
+    flag_overrides=flag_overrides,
+    select=None,
+    report=None,
+  )
+
+
 def import_file(path: Path, prefix: str) -> ModuleType:
   """Imports a Python file under a module name of its own (two files of one stem do not collide)."""
   digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:8]

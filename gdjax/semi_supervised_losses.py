@@ -1,0 +1,81 @@
+"""The losses of a semi-supervised GAN with K class logits, as pure functions of logits and features.
+
+The discriminator is a (K+1)-class classifier whose "fake" logit is fixed at
+zero (Salimans et al. 2016, Section 5). With class logits l_1..l_K and
+Z(x) = sum_k exp(l_k(x)), the probability that x is real is
+
+  D(x) = Z(x) / (Z(x) + 1) = sigmoid(logsumexp_k l_k(x)),
+
+so the unsupervised terms are softplus functions of logsumexp(l):
+
+  -log D(x)          = softplus(-logsumexp(l(x)))     (a real, unlabelled image)
+  -log(1 - D(G(z)))  = softplus(logsumexp(l(G(z))))   (a generated image)
+
+and the supervised term is the K-class cross-entropy (the "fake" class
+never holds a labelled example, and fixing its logit at zero removes the
+softmax's spare degree of freedom). Each function returns per-example values,
+except feature matching, which compares two batch means.
+
+References:
+  Salimans, Goodfellow, Zaremba, Cheung, Radford & Chen, "Improved Techniques
+  for Training GANs", NeurIPS 2016: Section 3.1 (feature matching) and
+  Section 5 (semi-supervised learning); their code weighs the two
+  unsupervised terms by 1/2 each, as `discriminator_loss` does.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def real_score(logits: jax.Array) -> jax.Array:
+  """logsumexp of the class logits `[batch, K]`: the logit of D(x) = P(real | x)."""
+  return jax.nn.logsumexp(logits, axis=-1)
+
+
+def supervised_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """`[batch]` -log p(y | x, real) = logsumexp(l) - l_y."""
+  return real_score(logits) - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+
+
+def unlabelled_real_loss(logits: jax.Array) -> jax.Array:
+  """`[batch]` -log D(x) for real, unlabelled images: softplus(-logsumexp(l))."""
+  return jax.nn.softplus(-real_score(logits))
+
+
+def generated_loss(logits: jax.Array) -> jax.Array:
+  """`[batch]` -log(1 - D(G(z))) for generated images: softplus(logsumexp(l))."""
+  return jax.nn.softplus(real_score(logits))
+
+
+def discriminator_loss(
+  labelled_logits: jax.Array,
+  labels: jax.Array,
+  unlabelled_logits: jax.Array,
+  generated_logits: jax.Array,
+  unsupervised_weight: float = 1.0,
+) -> tuple[jax.Array, dict]:
+  """The scalar objective: mean cross-entropy + w * (mean -log D(real) + mean -log(1 - D(fake))) / 2.
+
+  Returns it and its parts, for logging.
+  """
+  supervised = jnp.mean(supervised_cross_entropy(labelled_logits, labels))
+  unsupervised = 0.5 * jnp.mean(unlabelled_real_loss(unlabelled_logits)) + 0.5 * jnp.mean(
+    generated_loss(generated_logits)
+  )
+  return supervised + unsupervised_weight * unsupervised, {
+    "d_supervised_loss": supervised,
+    "d_unsupervised_loss": unsupervised,
+  }
+
+
+def feature_matching(real_features: jax.Array, generated_features: jax.Array) -> jax.Array:
+  """Mean over feature dimensions of (batch mean of f(real) - batch mean of f(G(z)))^2.
+
+  Salimans et al.'s Section 3.1 writes the squared L2 norm of the difference;
+  their code takes its mean over the F dimensions, which this follows (the
+  same objective scaled by 1/F).
+  """
+  difference = jnp.mean(real_features, axis=0) - jnp.mean(generated_features, axis=0)
+  return jnp.mean(jnp.square(difference))
