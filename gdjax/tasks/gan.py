@@ -400,12 +400,17 @@ class GANTask:
     batch it is drawn in, so evaluators, `gdjax sample` and served models
     all draw the same image for the same id.
     """
-    root = jax.random.key(inputs["seed"])
-    keys = jax.vmap(lambda sample_id: jax.random.fold_in(root, sample_id))(inputs["sample_ids"])
-    noise = jax.vmap(lambda key: jax.random.normal(key, (self.noise_dim,)))(keys)
+    noise = noise_for_samples(inputs["seed"], inputs["sample_ids"], self.noise_dim)
     labels = inputs["labels"] if self.num_classes else jnp.zeros(noise.shape[:1], jnp.int32)
     images, _ = self.generate(params["generator"], noise, labels, train=False)
     return {"images": samples.to_uint8_on_device(images)}
+
+
+def noise_for_samples(seed: jax.Array, sample_ids: jax.Array, noise_dim: int) -> jax.Array:
+  """`[len(sample_ids), noise_dim]` standard-normal noise, row i drawn from `fold_in(key(seed), sample_ids[i])`."""
+  root = jax.random.key(seed)
+  keys = jax.vmap(lambda sample_id: jax.random.fold_in(root, sample_id))(sample_ids)
+  return jax.vmap(lambda key: jax.random.normal(key, (noise_dim,)))(keys)
 
 
 def ema_decay(decay: float, step: jax.Array, *, warmup: bool) -> jax.Array:

@@ -332,9 +332,7 @@ class SemiSupervisedGANTask:
 
   def sample(self, params, inputs) -> dict:
     """uint8 images whose noise is drawn from `fold_in(key(seed), id)`, as a GAN's `sample`."""
-    root = jax.random.key(inputs["seed"])
-    keys = jax.vmap(lambda sample_id: jax.random.fold_in(root, sample_id))(inputs["sample_ids"])
-    noise = jax.vmap(lambda key: jax.random.normal(key, (self.noise_dim,)))(keys)
+    noise = gan.noise_for_samples(inputs["seed"], inputs["sample_ids"], self.noise_dim)
     images = self.generator.apply(params["generator"], noise, train=False)
     return {"images": samples.to_uint8_on_device(images)}
 
