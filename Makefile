@@ -47,7 +47,7 @@ data:
 	  echo "Install Debian's dataset-fashion-mnist, or set GDJAX_FASHION_MNIST_DIR to a directory of the IDX files."; \
 	fi
 
-# The main job: trains the default DCGAN (3,000 steps; 6 min 8 s on 2 idle CPU cores, docs/gan_recipes.md), evaluates
+# The main job: trains the default DCGAN (5,000 steps; about 10 minutes on 2 idle CPU cores, docs/gan_recipes.md), evaluates
 # its best checkpoint (by validation FID) on the test split, and shows where its
 # last sample grid is, its FID, precision, recall and how its samples spread over the classes.
 run: install data
@@ -69,11 +69,13 @@ lint: install
 format: install
 	$(BIN)/ruff format gdjax tests benchmarks configs
 
-# Multi-process tests (several `gdjax train` processes over loopback), the Ray
+# End-to-end runs of gdjax commands in subprocesses (`slow`), multi-process
+# tests (several `gdjax train` processes over loopback), the Ray
 # launcher's tests (a local Ray instance kept on loopback) and the live `gdjax serve`
 # tests (servers on loopback) run as their own steps.
 test: install lint $(VENV)/.ray-installed $(VENV)/.serve-installed $(VENV)/tritonclient/bin/python
-	$(BIN)/python -m pytest -q tests -m "not multiprocess and not ray and not serve" --durations=20
+	$(BIN)/python -m pytest -q tests -m "not slow and not multiprocess and not ray and not serve" --durations=20
+	$(BIN)/python -m pytest -q tests -m "slow and not multiprocess and not ray and not serve" --durations=10
 	$(BIN)/python -m pytest -q tests -m multiprocess
 	$(BIN)/python -m pytest -q tests -m ray
 	$(BIN)/python -m pytest -q tests -m serve

@@ -77,6 +77,7 @@ def two_configs(tmp_path_factory, fake_fashion_mnist_dir, fake_tfds_data_dir):
   return {"args": args, "out": root / "out", "seed0_checkpoints": first}
 
 
+@pytest.mark.slow
 class TestEndToEnd:
   def test_runs_write_results_tables_and_plots(self, two_configs):
     out = two_configs["out"]
@@ -153,6 +154,7 @@ class TestEndToEnd:
       assert (out / "runs" / name / "eval_test.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_short_run_resumes_and_a_failing_run_is_recorded(tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir):
   # A learning rate of 1e30 makes the weights overflow at the first step: gdjax train stops on it.
   # One run at a time: two first-time preparations of the TFDS data race (see the two_configs fixture).
@@ -180,6 +182,7 @@ def test_short_run_resumes_and_a_failing_run_is_recorded(tmp_path, fake_fashion_
   assert "Failed runs (1)" in table and str(bad / "log.txt") in table
 
 
+@pytest.mark.slow
 def test_printed_commands_make_runs_that_aggregate_only_reads(
   tmp_path, fake_fashion_mnist_dir, fake_tfds_data_dir, capsys
 ):
@@ -396,3 +399,10 @@ def test_ray_launcher_without_ray_says_how_to_install_it(tmp_path, monkeypatch, 
   assert sweep("--sweep", sweep_file, "--out", tmp_path / "out", "--launcher", "ray") == 2
   assert "pip install 'gdjax[ray]'" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sweep_file", sorted((REPO / "configs" / "sweeps").glob("*.py")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_plans_its_runs(sweep_file, tmp_path):
+  # Each config it names must load and take its grid and overrides: a renamed or deleted config fails here.
+  planned = plan.plan_runs(spec.load_sweep(sweep_file), tmp_path / "out")
+  assert planned and len({run.run_id for run in planned}) == len(planned)
