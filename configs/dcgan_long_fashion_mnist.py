@@ -14,17 +14,15 @@ Takes and reaches: docs/gan_recipes.md, "The long config" (three seeds,
 next to the pinned PyTorch reference at 20,000 steps).
 """
 
-import importlib.util
 from pathlib import Path
+
+from gdjax.sweep.plan import load_config
 
 _DEFAULT = Path(__file__).resolve().parent / "dcgan_fashion_mnist.py"
 
 
 def get_config():
-  spec = importlib.util.spec_from_file_location("gdjax_default_gan_config", _DEFAULT)
-  default = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(default)
-  config = default.get_config()
+  config = load_config(_DEFAULT)  # The default config file, as `gdjax train` reads it.
   config.total_steps = 10_000
   config.eval_every_steps = 2000
   config.checkpoint.every_steps = 2000

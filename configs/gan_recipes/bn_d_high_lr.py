@@ -7,16 +7,14 @@ Run: gdjax sweep --sweep configs/sweeps/gan_recipes.py --out workdirs/sweeps/gan
 Reaches: docs/gan_recipes.md.
 """
 
-import importlib.util
 from pathlib import Path
+
+from gdjax.sweep.plan import load_config
 
 _DEFAULT = Path(__file__).resolve().parents[1] / "dcgan_fashion_mnist.py"
 
 
 def get_config():
-  spec = importlib.util.spec_from_file_location("gdjax_default_gan_config", _DEFAULT)
-  default = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(default)
-  config = default.get_config()
+  config = load_config(_DEFAULT)  # The default config file, as `gdjax train` reads it.
   config.total_steps = 3000
   return config
