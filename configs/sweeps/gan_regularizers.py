@@ -6,8 +6,9 @@ batch norm in D, Adam 4e-4, 5,000 steps), each without a regulariser and
 with each of the three at its published defaults (gdjax/gan_regularizers.py),
 3 seeds. Every run keeps its best checkpoint by validation FID; the test
 figures are reported only. With two runs at a time on a 2-core Intel Xeon,
-the 18 regularised runs take about 2 h 20 min (bCR runs take about twice
-as long as the others); the 6 runs without a regulariser about 1 hour more.
+the 18 regularised runs took 2 h 21 min (2026-11-30/12-01; bCR runs take
+about twice as long as the others). The 6 runs without a regulariser take
+about 6 (seed recipe) and 10 (default) minutes each, one at a time.
 
 Run:
   gdjax sweep --sweep configs/sweeps/gan_regularizers.py --out workdirs/sweeps/gan_regularizers --parallel 2
