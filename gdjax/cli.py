@@ -82,6 +82,13 @@ def _define_eval_flags(fv: flags.FlagValues, argv: list[str]) -> None:
   flags.DEFINE_string(
     "out", None, "Where to write the JSON (default: eval_<split>.json in the workdir).", flag_values=fv
   )
+  flags.DEFINE_bool(
+    "pictures",
+    False,
+    "Also write the pictures of evaluators that draw (sample grids; a VAE's reconstructions, interpolations and "
+    "2-D latent plot) of --split into the workdir's samples/, named *_<split>.png.",
+    flag_values=fv,
+  )
 
 
 def _define_predict_flags(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -128,9 +135,9 @@ def _eval(fv: flags.FlagValues) -> None:
   model = inference.TrainedModel(fv.workdir, which=fv.checkpoint)
   split = fv.split
   start = time.perf_counter()
-  metrics = model.evaluate(split, only=fv.evals)
+  metrics = model.evaluate(split, only=fv.evals, pictures=fv.pictures)
   metrics.update(step=model.step, split=split, checkpoint=fv.checkpoint, seconds=round(time.perf_counter() - start, 2))
-  path = fv.out or os.path.join(fv.workdir, "eval_" + "".join(c if c.isalnum() else "_" for c in split) + ".json")
+  path = fv.out or os.path.join(fv.workdir, "eval_" + inference.file_name_part(split) + ".json")
   inference.write_json(path, metrics)
   print(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
   print(f"Wrote {path}")

@@ -20,6 +20,11 @@ from gdjax.errors import CheckpointError, ConfigError, InputArrayError
 from gdjax.evaluators import feature_network
 
 
+def file_name_part(text: str) -> str:
+  """`text` with every character but letters and digits replaced by `_`: a split as part of a file name."""
+  return "".join(c if c.isalnum() else "_" for c in text)
+
+
 class TrainedModel:
   """A trained workdir's task and restored state on the data mesh, used through the task's inference functions."""
 
@@ -42,10 +47,18 @@ class TrainedModel:
       self._compiled[name] = evaluators.base.compile_inference(self.task.inference_functions[name], self.mesh)
     return self._compiled[name]
 
-  def evaluate(self, split: str | None = None, *, only: list[str] | None = None) -> dict:
-    """The run's evaluations (`config.evals`, or the `only` ones), with `split` replacing each one's split."""
+  def evaluate(self, split: str | None = None, *, only: list[str] | None = None, pictures: bool = False) -> dict:
+    """The run's evaluations (`config.evals`, or the `only` ones), with `split` replacing each one's split.
+
+    With `pictures`, evaluators that draw (sample grids, a VAE's reconstructions,
+    interpolations and latent plot) write into the workdir's `samples/`, their
+    file names ending in `_<split>`; otherwise nothing is written.
+    """
     builder = data.get_builder(self.config.dataset)
-    context = evaluators.EvalContext(self.mesh, builder, workdir=None)
+    suffix = "_" + file_name_part(split) if split else "_evaluated"
+    context = evaluators.EvalContext(
+      self.mesh, builder, workdir=self.workdir if pictures else None, picture_suffix=suffix
+    )
     scheduled = evaluators.build_evaluators(self.task, self.config, context, split=split, only=only)
     return evaluators.run_all(scheduled, self.task, self.state, self.step)
 

@@ -224,6 +224,19 @@ def test_eval_reports_the_k_sample_likelihood_with_its_protocol(trained_vae, tmp
   assert result["likelihood_k5000/negative_log_likelihood"] == -result["likelihood_k5000/log_likelihood"]
 
 
+def test_eval_draws_the_pictures_of_the_evaluated_split_only_when_asked(trained_vae, tmp_path):
+  samples_dir = trained_vae / "samples"
+  before = {p.name: p.read_bytes() for p in samples_dir.iterdir()}
+  command = ["gdjax", "eval", "--workdir", str(trained_vae), "--evals", "pictures,grid", "--split", "test[:50]"]
+  assert cli.main([*command, "--out", str(tmp_path / "a.json")]) == 0
+  assert {p.name for p in samples_dir.iterdir()} == set(before)  # Without --pictures: no files.
+  assert cli.main([*command, "--pictures", "--out", str(tmp_path / "b.json")]) == 0
+  after = {p.name: p.read_bytes() for p in samples_dir.iterdir()}
+  drawn = {f"{kind}step_0000003_test__50_.png" for kind in ("", "reconstructions_", "interpolations_", "latents_")}
+  assert set(after) - set(before) == drawn
+  assert all(after[name] == data for name, data in before.items())  # Training's pictures are left as they were.
+
+
 def test_gdjax_sample_draws_decoder_means(trained_vae, tmp_path):
   out = tmp_path / "s.npy"
   assert (

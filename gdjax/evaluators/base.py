@@ -29,7 +29,10 @@ class EvalContext:
 
   mesh: Mesh
   builder: tfds.core.DatasetBuilder
-  workdir: Path | None  # None outside training (`gdjax eval`): write no files.
+  workdir: Path | None  # None: write no files (`gdjax eval` without --pictures).
+  # Appended to picture file names: `gdjax eval --pictures` names the split it drew from, so that
+  # training's pictures (of the validation split) are not overwritten.
+  picture_suffix: str = ""
 
   @property
   def class_names(self) -> tuple[str, ...]:

@@ -31,5 +31,9 @@ class Evaluator(SampleEvaluator):
       if labels is not None:
         order = np.argsort(labels, kind="stable")  # Class 0's samples first, then class 1's, ...
         images, columns = images[order], -(-len(labels) // len(self.context.class_names))
-      samples.save_image_grid(images, self.context.workdir / SAMPLES_DIR / f"step_{step:07d}.png", columns=columns)
+      samples.save_image_grid(
+        images,
+        self.context.workdir / SAMPLES_DIR / f"step_{step:07d}{self.context.picture_suffix}.png",
+        columns=columns,
+      )
     return {}

@@ -1,7 +1,8 @@
 """Pictures of an autoencoder's latent space: reconstructions, interpolations and, for a 2-D latent, a scatter plot.
 
-Written during training to `<workdir>/samples/` (process 0; `gdjax eval`
-writes none), one set per evaluation step:
+Written during training to `<workdir>/samples/` (process 0), one set per
+evaluation step; `gdjax eval --pictures` writes a set of the split it
+evaluates, its name ending in `_<split>`:
 - `reconstructions_step_<step>.png`: rows of `split`'s first images, each
   row followed by its reconstruction (the decoder's mean at the encoder's
   mean);
@@ -84,16 +85,21 @@ class Evaluator(BaseEvaluator):
         [shown.reshape(-1, columns, *shown.shape[1:]), reconstructions.reshape(-1, columns, *shown.shape[1:])], 1
       )
       samples.save_image_grid(
-        paired.reshape(-1, *shown.shape[1:]), directory / f"reconstructions_step_{step:07d}.png", columns=columns
+        paired.reshape(-1, *shown.shape[1:]),
+        directory / f"reconstructions_step_{step:07d}{self.context.picture_suffix}.png",
+        columns=columns,
       )
       samples.save_image_grid(
         rows.reshape(-1, *images.shape[1:]),
-        directory / f"interpolations_step_{step:07d}.png",
+        directory / f"interpolations_step_{step:07d}{self.context.picture_suffix}.png",
         columns=self.interpolation_steps + 2,
       )
       if self.latent_dim == 2:
         self._scatter(
-          means[: self.num_scatter], labels[: self.num_scatter], directory / f"latents_step_{step:07d}.png", step
+          means[: self.num_scatter],
+          labels[: self.num_scatter],
+          directory / f"latents_step_{step:07d}{self.context.picture_suffix}.png",
+          step,
         )
     return {"reconstruction_mean_abs_error": error}
 
