@@ -1,7 +1,8 @@
 """A PNG grid of samples drawn from fixed sample ids at each evaluation, so grids from different steps compare directly.
 
 Written to `<workdir>/samples/step_<step>.png` during training (process 0
-only); `gdjax eval` writes none. A conditional generator's grid has one
+only); `gdjax eval --pictures` writes `step_<step>_<split>.png`. A
+conditional generator's grid has one
 row per class, in class order, with the samples of that class along it.
 """
 
