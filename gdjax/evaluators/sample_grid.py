@@ -2,8 +2,8 @@
 
 Written to `<workdir>/samples/step_<step>.png` during training (process 0
 only); `gdjax eval --pictures` writes `step_<step>_<split>.png`. A
-conditional generator's grid has one
-row per class, in class order, with the samples of that class along it.
+conditional generator's grid has one row per class, in class order, with
+the samples of that class along it.
 """
 
 from __future__ import annotations
