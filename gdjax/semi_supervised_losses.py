@@ -21,6 +21,11 @@ References:
   for Training GANs", NeurIPS 2016: Section 3.1 (feature matching) and
   Section 5 (semi-supervised learning); their code weighs the two
   unsupervised terms by 1/2 each, as `discriminator_loss` does.
+  Laine & Aila, "Temporal Ensembling for Semi-Supervised Learning", ICLR
+  2017 (the Pi-model's consistency term and its ramp-up).
+  Wei, Gong, Liu, Lu & Wang, "Improving the Improved Training of Wasserstein
+  GANs: A Consistency Term and Its Dual Effect", ICLR 2018 (a consistency
+  term in the semi-supervised GAN's discriminator).
 """
 
 from __future__ import annotations
@@ -68,6 +73,27 @@ def discriminator_loss(
     "d_supervised_loss": supervised,
     "d_unsupervised_loss": unsupervised,
   }
+
+
+def consistency(logits_a: jax.Array, logits_b: jax.Array) -> jax.Array:
+  """`[batch]` squared L2 distance between the class probabilities of two views of the same images.
+
+  The Pi-model's consistency term (Laine & Aila 2017; Sajjadi et al. 2016),
+  which CT-GAN (Wei et al. 2018) adds to the semi-supervised GAN: two passes
+  of the discriminator over differently augmented and noised copies of the
+  unlabelled batch should agree on p(y | x, real) = softmax(l). Gradients
+  flow through both views.
+  """
+  difference = jax.nn.softmax(logits_a, axis=-1) - jax.nn.softmax(logits_b, axis=-1)
+  return jnp.sum(jnp.square(difference), axis=-1)
+
+
+def consistency_ramp_up(step: jax.Array, ramp_up_steps: int) -> jax.Array:
+  """Laine & Aila's Gaussian ramp-up of the consistency weight: exp(-5 (1 - t)^2), t = min(step / ramp_up_steps, 1)."""
+  if ramp_up_steps <= 0:
+    return jnp.ones((), jnp.float32)
+  progress = jnp.clip(jnp.asarray(step, jnp.float32) / ramp_up_steps, 0.0, 1.0)
+  return jnp.exp(-5.0 * jnp.square(1.0 - progress))
 
 
 def feature_matching(real_features: jax.Array, generated_features: jax.Array) -> jax.Array:

@@ -59,6 +59,22 @@ def test_feature_matching_against_numpy():
   assert float(losses.feature_matching(real, real)) == 0.0
 
 
+def test_consistency_against_numpy():
+  rng = np.random.default_rng(2)
+  first, second = rng.normal(scale=2.0, size=(6, 10)), rng.normal(scale=2.0, size=(6, 10))
+  expected = np.sum((softmax(first, axis=1) - softmax(second, axis=1)) ** 2, axis=1)
+  np.testing.assert_allclose(losses.consistency(first, second), expected, rtol=1e-5)
+  # Shifting all of one view's logits by a constant leaves its class probabilities, so the term, unchanged.
+  np.testing.assert_allclose(losses.consistency(first, first + 3.0), np.zeros(6), atol=1e-6)
+
+
+def test_the_consistency_ramp_up_is_laine_and_ailas_gaussian():
+  steps = np.array([0, 250, 500, 1000, 5000])
+  expected = np.exp(-5.0 * (1.0 - np.minimum(steps / 1000, 1.0)) ** 2)
+  np.testing.assert_allclose([losses.consistency_ramp_up(s, 1000) for s in steps], expected, rtol=1e-6)
+  assert float(losses.consistency_ramp_up(0, 0)) == 1.0  # No ramp-up: the full weight from the start.
+
+
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_the_discriminator_gives_k_logits_and_its_features_and_is_deterministic_in_inference(kind):
   model = SemiSupervisedDiscriminator(kind=kind, hidden_sizes=(32, 16), width=4, num_classes=10)
@@ -207,6 +223,19 @@ def test_the_semi_supervised_step_trains_both_and_reports_its_terms():
     assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, before["params"], after["params"])))
   assert {"d_supervised_loss", "d_unsupervised_loss", "g_feature_matching", "d_real", "d_fake"} <= set(metrics)
   assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
+
+
+@pytest.mark.parametrize("supervised_only", [False, True])
+def test_the_consistency_term_is_added_with_its_ramped_up_weight(supervised_only):
+  task = small_task(supervised_only=supervised_only, consistency_weight=4.0, consistency_ramp_up_steps=2)
+  _, _, metrics = run_steps(task, 2)  # The metrics of the second step, step 1: half way up the ramp.
+  np.testing.assert_allclose(metrics["consistency_weight"], 4.0 * np.exp(-5.0 * 0.25), rtol=1e-5)
+  assert 0.0 < metrics["d_consistency_loss"] <= 2.0  # Squared distance of two probability vectors.
+
+
+def test_a_negative_consistency_weight_is_refused():
+  with pytest.raises(ConfigError, match="consistency_weight"):
+    small_task(consistency_weight=-1.0)
 
 
 def test_a_config_without_labels_is_refused():

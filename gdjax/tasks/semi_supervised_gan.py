@@ -15,10 +15,17 @@ The discriminator has K class logits; its "real" score is their logsumexp
 4. moves the generator's EMA, which the sample evaluators score.
 
 The labelled images are flipped and translated (`config.augment`, gdjax's
-augmentations, drawn from the step key). With `supervised_only` the step is
-the baseline every semi-supervised figure is compared with: the same
-discriminator, labelled stream, augmentation, optimizer, steps and batch
-size, trained on the labelled cross-entropy alone (G is never updated).
+augmentations, drawn from the step key). With `consistency_weight` > 0, D
+also sees a flipped and translated copy of the unlabelled batch and pays the
+squared distance between its class probabilities on the two copies (the
+Pi-model's term, as CT-GAN adds it to this GAN), the weight ramped up over
+`consistency_ramp_up_steps`; 0, the default, is Salimans et al.'s loss.
+
+With `supervised_only` the step is the baseline every semi-supervised figure
+is compared with: the same discriminator, labelled stream, augmentation,
+optimizer, steps and batch size, trained on the labelled cross-entropy alone
+(G is never updated; with `consistency_weight` > 0, the Pi-model without a
+GAN).
 
 Inference functions: `predict` (D as the classifier: uint8 images ->
 softmax over the K classes and the most probable class, no noise or
@@ -27,6 +34,7 @@ dropout) and `sample` (as a GAN's: seed and sample ids -> uint8 images).
 References:
   Salimans, Goodfellow, Zaremba, Cheung, Radford & Chen, "Improved Techniques
   for Training GANs", NeurIPS 2016.
+  Laine & Aila, "Temporal Ensembling for Semi-Supervised Learning", ICLR 2017.
   Oliver, Odena, Raffel, Cubuk & Goodfellow, "Realistic Evaluation of Deep
   Semi-Supervised Learning Algorithms", NeurIPS 2018 (a labelled validation
   set of realistic size: 500 images here).
@@ -72,6 +80,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.noise_dim = 100
   config.num_classes = 10
   config.unsupervised_weight = 1.0
+  # The Pi-model's consistency term on the unlabelled batch (0: off, Salimans et al.'s loss as published),
+  # its weight ramped up over the first `consistency_ramp_up_steps` steps.
+  config.consistency_weight = 0.0
+  config.consistency_ramp_up_steps = 0
   config.supervised_only = False
   config.augment = ml_collections.ConfigDict(dict(flip=True, max_shift=2))
   config.ema_decay = 0.999
@@ -142,6 +154,12 @@ class SemiSupervisedGANTask:
     self.noise_dim = int(config.noise_dim)
     self.supervised_only = bool(config.get("supervised_only", False))
     self.unsupervised_weight = float(config.get("unsupervised_weight", 1.0))
+    self.consistency_weight = float(config.get("consistency_weight", 0.0))
+    self.consistency_ramp_up_steps = int(config.get("consistency_ramp_up_steps", 0))
+    if self.consistency_weight < 0:
+      raise ConfigError(
+        f"consistency_weight={self.consistency_weight} must be >= 0 (0 switches the consistency term off)."
+      )
     labelled_batch_size = int(config.dataset.get("labelled_batch_size", 0) or 0)
     if not config.dataset.get("labelled_size") or not labelled_batch_size:
       raise ConfigError(
@@ -234,13 +252,35 @@ class SemiSupervisedGANTask:
       labelled = augmentations.augment(augment_rng, labelled, flip=self.flip, max_shift=self.max_shift)
     labels = batch["labelled_label"]
     n_labelled = labelled.shape[0]
+    unlabelled = samples.to_float(batch["image"])
+    n_unlabelled = unlabelled.shape[0]
+    if self.consistency_weight:
+      # The second view of the unlabelled batch: flipped and shifted as the labelled images are; D's noise
+      # and dropout differ between the two copies in any case.
+      second_view = augmentations.augment(
+        jax.random.fold_in(augment_rng, 1), unlabelled, flip=self.flip, max_shift=self.max_shift
+      )
+      consistency_weight = self.consistency_weight * losses.consistency_ramp_up(
+        state.step, self.consistency_ramp_up_steps
+      )
+
+    def add_consistency(loss, parts, first_view_logits, second_view_logits):
+      """The loss plus the weighted consistency between D's logits on the unlabelled batch's two views."""
+      term = jnp.mean(losses.consistency(first_view_logits, second_view_logits))
+      parts.update(d_consistency_loss=term, consistency_weight=consistency_weight)
+      return loss + consistency_weight * term, parts
 
     if self.supervised_only:
 
       def objective(d_params):
-        logits, _ = self.classify(d_params, labelled, d_rng)
-        loss = jnp.mean(losses.supervised_cross_entropy(logits, labels))
-        return loss, (logits, {"d_supervised_loss": loss})
+        images = [labelled] + ([unlabelled, second_view] if self.consistency_weight else [])
+        logits, _ = self.classify(d_params, jnp.concatenate(images), d_rng)
+        labelled_logits = logits[:n_labelled]
+        loss = jnp.mean(losses.supervised_cross_entropy(labelled_logits, labels))
+        parts = {"d_supervised_loss": loss}
+        if self.consistency_weight:
+          loss, parts = add_consistency(loss, parts, *jnp.split(logits[n_labelled:], 2))
+        return loss, (labelled_logits, parts)
 
       (_, (logits, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.discriminator["params"])
       d_params, d_opt_state = self._apply(
@@ -252,7 +292,6 @@ class SemiSupervisedGANTask:
         step=state.step + 1, discriminator={"params": d_params}, discriminator_opt_state=d_opt_state
       ), metrics
 
-    unlabelled = samples.to_float(batch["image"])
     noise = jax.random.normal(g_noise_rng, (self.batch_size, self.noise_dim))
     forward = functools.partial(self.generate, noise=noise)
     generator = state.generator
@@ -263,13 +302,20 @@ class SemiSupervisedGANTask:
     )
 
     def d_objective(d_params):
-      # One pass over the three batches: D has no batch statistics, so the scores are those of three passes.
-      logits, _ = self.classify(d_params, jnp.concatenate([labelled, unlabelled, jax.lax.stop_gradient(fake)]), d_rng)
+      # One pass over all batches: D has no batch statistics, so the scores are those of separate passes.
+      images = [labelled, unlabelled, jax.lax.stop_gradient(fake)]
+      if self.consistency_weight:
+        images.append(second_view)
+      logits, _ = self.classify(d_params, jnp.concatenate(images), d_rng)
       labelled_logits = logits[:n_labelled]
-      unlabelled_logits, fake_logits = jnp.split(logits[n_labelled:], 2)
+      unlabelled_logits = logits[n_labelled : n_labelled + n_unlabelled]
+      fake_logits = logits[n_labelled + n_unlabelled : n_labelled + n_unlabelled + fake.shape[0]]
       loss, parts = losses.discriminator_loss(
         labelled_logits, labels, unlabelled_logits, fake_logits, self.unsupervised_weight
       )
+      if self.consistency_weight:
+        second_view_logits = logits[n_labelled + n_unlabelled + fake.shape[0] :]
+        loss, parts = add_consistency(loss, parts, unlabelled_logits, second_view_logits)
       parts.update(
         labelled_accuracy=jnp.mean(jnp.argmax(labelled_logits, -1) == labels),
         d_real=jnp.mean(jax.nn.sigmoid(losses.real_score(unlabelled_logits))),
