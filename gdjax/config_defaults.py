@@ -53,7 +53,7 @@ def add_training_options(config: ml_collections.ConfigDict) -> None:
   """How the loop runs the step, the same for every task."""
   config.seed = 0
   if "dataset" in config:  # The data's own draws follow the seed unless set (identity: setting them leaves it alone).
-    for field in ("subset_seed", "generator_seed"):
+    for field in ("subset_seed", "generator_seed", "labelled_seed"):
       if field in config.dataset:
         config.dataset[field] = config.get_ref("seed").identity()
   # "jit": one program over the device mesh, XLA inserts the gradient

@@ -16,6 +16,7 @@ from gdjax import cli, data, parallel, run_state, tasks
 from gdjax import semi_supervised_losses as losses
 from gdjax.errors import ConfigError
 from gdjax.models import SemiSupervisedDiscriminator
+from gdjax.sweep import plan
 from gdjax.tasks import semi_supervised_gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +115,16 @@ def test_the_labelled_subset_has_the_requested_number_per_class_and_depends_only
     arrays, labelled_config(fake_fashion_mnist_dir, fake_tfds_data_dir, labelled_seed=4)
   )
   assert not np.array_equal(other["image"], subset["image"])
+
+
+@pytest.mark.parametrize("config_name", SEMI_SUPERVISED_CONFIGS)
+def test_the_labelled_subset_follows_the_run_seed_unless_set(config_name):
+  """A sweep's seeds draw different label subsets (`--config.seed` only); an explicit labelled_seed wins."""
+  config_path = REPO / "configs" / f"{config_name}.py"
+  assert plan.parse_flags(config_path, {}, where="test").dataset.labelled_seed == 0
+  assert plan.parse_flags(config_path, {"seed": "2"}, where="test").dataset.labelled_seed == 2
+  pinned = plan.parse_flags(config_path, {"seed": "2", "dataset.labelled_seed": "7"}, where="test")
+  assert (pinned.seed, pinned.dataset.labelled_seed) == (2, 7)
 
 
 def test_each_step_draws_labelled_batches_from_the_subset_and_unlabelled_ones_without_labels(

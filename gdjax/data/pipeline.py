@@ -25,7 +25,8 @@ some examples twice and drop others. `dataset.labelled_size` makes a
 semi-supervised run's two streams: each batch holds `image` rows of the
 whole split without labels, and `labelled_image`/`labelled_label` rows
 (`dataset.labelled_batch_size` of them) of a class-balanced subset drawn
-under `dataset.labelled_seed`, each stream in its own seeded epochs.
+under `dataset.labelled_seed` (the run's seed unless set), each stream in
+its own seeded epochs.
 `check_training_plan` refuses, before anything is written, a plan that does
 not fit those options.
 """

@@ -4,7 +4,8 @@ The discriminator has K class logits; its "real" score is their logsumexp
 (the (K+1)-class formulation with the fake logit fixed at zero,
 `gdjax.semi_supervised_losses`). Each step:
 1. draws a batch of the labelled subset (`dataset.labelled_size` examples,
-   class-balanced, chosen under `dataset.labelled_seed`) and a batch of the
+   class-balanced, chosen under `dataset.labelled_seed`, the run's seed
+   unless set) and a batch of the
    whole training split without its labels (the pipeline's two streams, both
    pure functions of the run's seed and the step);
 2. updates D on cross-entropy over the labelled batch plus the unsupervised
@@ -65,7 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.dataset = config_defaults.fashion_mnist_dataset()
   # The labelled subset of train[:54000]; every image of the split feeds the unlabelled stream.
   config.dataset.labelled_size = 100
-  config.dataset.labelled_seed = 0
+  config.dataset.labelled_seed = 0  # Follows the run's seed unless set (config_defaults.add_training_options).
   config.dataset.labelled_batch_size = 100
   # A realistic labelled validation set (Oliver et al. 2018): 500 of the 6,000 held-out images.
   config.dataset.eval_split = "train[54000:54500]"
