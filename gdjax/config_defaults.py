@@ -32,7 +32,7 @@ def fashion_mnist_dataset() -> ml_collections.ConfigDict:
       subset_size=0,
       subset_seed=0,
       # A trained conditional generator's workdir ("" = off): a classifier then
-      # trains on its samples too (gdjax/data/generated.py,
+      # trains on its samples too (gdjax/generated_data.py,
       # docs/generators_teach_classifiers.md). generated_fraction: the share of
       # each batch it draws (0.5: real:generated 1:1; 1.0: generated only, the
       # Classification Accuracy Score). generated_mode: "fixed", a pool with as

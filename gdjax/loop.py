@@ -28,7 +28,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from gdjax import checkpoint, data, evaluators, parallel, run_state, tasks
+from gdjax import checkpoint, data, evaluators, generated_data, parallel, run_state, tasks
 from gdjax.errors import ConfigError, GdjaxError
 from gdjax.metric_writers import MetricWriter
 
@@ -69,7 +69,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   task = tasks.build_task(config)
   mesh = parallel.make_data_mesh()
   parallel.check_global_batch_size(task.examples_per_step)
-  data.check_training_plan(
+  generated_data.check_training_plan(
     builder, config.dataset, global_batch_size=task.examples_per_step, total_steps=config.total_steps
   )
   scheduled_evaluators = evaluators.build_evaluators(task, config, evaluators.EvalContext(mesh, builder, workdir))
@@ -106,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # --- Input: per-process batches, resumed at the checkpoint's step.
     train_batches = parallel.prefetch_to_mesh(
-      data.train_batches(
+      generated_data.train_batches(
         builder,
         config.dataset,
         global_batch_size=task.examples_per_step,

@@ -26,6 +26,10 @@ References:
   Wei, Gong, Liu, Lu & Wang, "Improving the Improved Training of Wasserstein
   GANs: A Consistency Term and Its Dual Effect", ICLR 2018 (a consistency
   term in the semi-supervised GAN's discriminator).
+  Grandvalet & Bengio, "Semi-supervised Learning by Entropy Minimization",
+  NeurIPS 2005; Dai, Yang, Yang, Cohen & Salakhutdinov, "Good
+  Semi-supervised Learning That Requires a Bad GAN", NeurIPS 2017 (the
+  conditional-entropy term on unlabelled images).
 """
 
 from __future__ import annotations
@@ -94,6 +98,17 @@ def consistency_ramp_up(step: jax.Array, ramp_up_steps: int) -> jax.Array:
     return jnp.ones((), jnp.float32)
   progress = jnp.clip(jnp.asarray(step, jnp.float32) / ramp_up_steps, 0.0, 1.0)
   return jnp.exp(-5.0 * jnp.square(1.0 - progress))
+
+
+def class_entropy(logits: jax.Array) -> jax.Array:
+  """`[batch]` entropy, in nats, of p(y | x, real) = softmax(l): -sum_k p_k log p_k.
+
+  Minimised on the unlabelled batch it pushes the decision boundaries away
+  from the data (Grandvalet & Bengio 2005), the conditional-entropy term Dai
+  et al. (2017) add to this GAN's discriminator.
+  """
+  log_probabilities = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.sum(jnp.exp(log_probabilities) * log_probabilities, axis=-1)
 
 
 def feature_matching(real_features: jax.Array, generated_features: jax.Array) -> jax.Array:

@@ -184,6 +184,6 @@ def train_tiny_generator(workdir, local_dir, data_dir, feature_network_dir) -> P
 
 @pytest.fixture(scope="session")
 def tiny_generator_workdir(tmp_path_factory, fake_fashion_mnist_dir, fake_tfds_data_dir, feature_network_dir):
-  """A trained tiny conditional generator's workdir (gdjax/data/generated.py's tests, gdjax cas)."""
+  """A trained tiny conditional generator's workdir (gdjax/generated_data.py's tests, gdjax cas)."""
   workdir = tmp_path_factory.mktemp("tiny_generator") / "cdcgan"
   return train_tiny_generator(workdir, fake_fashion_mnist_dir, fake_tfds_data_dir, feature_network_dir)

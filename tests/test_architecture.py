@@ -63,6 +63,23 @@ def test_no_import_cycle_inside_gdjax():
       visit(name)
 
 
+def test_the_data_layer_reads_data_and_knows_no_task():
+  """`gdjax.data` sits below the tasks: it imports only its own modules and the error types.
+
+  Batches mixed with a trained generator's samples, which need a task and a
+  restored state, are `gdjax.generated_data`'s, one layer up.
+  """
+  modules = gdjax_modules()
+  allowed = {"gdjax", "gdjax.errors"}
+  offenders = {}
+  for name, path in modules.items():
+    if name == "gdjax.data" or name.startswith("gdjax.data."):
+      above = {m for m in imported_modules(path, set(modules)) if not m.startswith("gdjax.data") and m not in allowed}
+      if above:
+        offenders[name] = sorted(above)
+  assert offenders == {}
+
+
 def test_no_module_is_over_500_lines():
   long = {name: len(path.read_text().splitlines()) for name, path in gdjax_modules().items()}
   assert {name: n for name, n in long.items() if n > MAX_LINES} == {}

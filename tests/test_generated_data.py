@@ -1,4 +1,4 @@
-"""Training batches drawn from a conditional generator (gdjax/data/generated.py), checked against its `sample`.
+"""Training batches drawn from a conditional generator (gdjax/generated_data.py), checked against its `sample`.
 
 A tiny conditional DCGAN trained for two steps on the fake Fashion-MNIST is
 the generator. Expected values are worked out here: row counts from the
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gdjax import checkpoint, cli, config_defaults, data, inference
-from gdjax.data import generated
+from gdjax import generated_data as generated
 from gdjax.errors import ConfigError
 from gdjax.tasks import classifier, gan
 
@@ -53,7 +53,7 @@ def make_config(fake_fashion_mnist_dir, fake_tfds_data_dir, tiny_generator_workd
 
 
 def take(builder, config, n, *, batch_size=16, seed=3, start_step=0):
-  batches = data.train_batches(builder, config, global_batch_size=batch_size, seed=seed, start_step=start_step)
+  batches = generated.train_batches(builder, config, global_batch_size=batch_size, seed=seed, start_step=start_step)
   return [next(batches) for _ in range(n)]
 
 
@@ -242,6 +242,10 @@ class TestErrors:
   )
   def test_bad_options(self, make_config, overrides, message):
     self.check(make_config(**overrides), message)
+
+  def test_the_real_data_pipeline_refuses_a_generator_rather_than_ignoring_it(self, make_config):
+    with pytest.raises(ConfigError, match=r"reads real data only.*gdjax.generated_data.train_batches"):
+      data.train_batches(None, make_config(), global_batch_size=16, seed=0)
 
   def test_gdjax_train_refuses_before_writing_anything(self, fake_fashion_mnist_dir, fake_tfds_data_dir, tmp_path):
     argv = ["gdjax", "train", "--config", str(REPO / "configs" / "cas_fashion_mnist.py"), "--workdir"]

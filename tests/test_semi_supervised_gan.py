@@ -69,6 +69,17 @@ def test_consistency_against_numpy():
   np.testing.assert_allclose(losses.consistency(first, first + 3.0), np.zeros(6), atol=1e-6)
 
 
+def test_class_entropy_against_numpy():
+  rng = np.random.default_rng(3)
+  logits = rng.normal(scale=3.0, size=(7, 10))
+  probabilities = softmax(logits, axis=1)
+  expected = -np.sum(probabilities * np.log(probabilities), axis=1)
+  np.testing.assert_allclose(losses.class_entropy(logits), expected, rtol=1e-5)
+  # Uniform logits: log K nats; one overwhelming logit: about zero.
+  np.testing.assert_allclose(losses.class_entropy(np.zeros((1, 10))), [np.log(10)], rtol=1e-6)
+  assert float(losses.class_entropy(np.array([[60.0] + [0.0] * 9]))[0]) < 1e-20
+
+
 def test_the_consistency_ramp_up_is_laine_and_ailas_gaussian():
   steps = np.array([0, 250, 500, 1000, 5000])
   expected = np.exp(-5.0 * (1.0 - np.minimum(steps / 1000, 1.0)) ** 2)
@@ -242,6 +253,49 @@ def test_the_consistency_term_is_added_with_its_ramped_up_weight(supervised_only
   _, _, metrics = run_steps(task, 2)  # The metrics of the second step, step 1: half way up the ramp.
   np.testing.assert_allclose(metrics["consistency_weight"], 4.0 * np.exp(-5.0 * 0.25), rtol=1e-5)
   assert 0.0 < metrics["d_consistency_loss"] <= 2.0  # Squared distance of two probability vectors.
+
+
+@pytest.mark.parametrize("supervised_only", [False, True])
+def test_the_entropy_term_is_reported_and_moves_the_discriminator(supervised_only):
+  _, plain, _ = run_steps(small_task(supervised_only=supervised_only), 1)
+  _, with_entropy, metrics = run_steps(small_task(supervised_only=supervised_only, entropy_weight=2.0), 1)
+  assert 0.0 < metrics["d_entropy"] <= np.log(10) + 1e-5
+  differs = jax.tree.map(lambda a, b: not np.allclose(a, b), plain.discriminator, with_entropy.discriminator)
+  assert any(jax.tree.leaves(differs))
+
+
+@pytest.mark.parametrize("supervised_only", [False, True])
+def test_the_discriminator_ema_follows_its_weights_and_classifies(supervised_only):
+  decay = 0.9
+  task = small_task(supervised_only=supervised_only, discriminator_ema_decay=decay, ema_warmup=False)
+  initial, state, _ = run_steps(task, 2)
+  _, one_step, _ = run_steps(task, 1)
+  # Two updates of the average from the initial weights w0 with new weights w1, w2:
+  # ema = d^2 w0 + d (1 - d) w1 + (1 - d) w2.
+  expected = jax.tree.map(
+    lambda w0, w1, w2: decay**2 * w0 + decay * (1 - decay) * w1 + (1 - decay) * w2,
+    initial.discriminator["params"],
+    one_step.discriminator["params"],
+    state.discriminator["params"],
+  )
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, state.discriminator["ema_params"], expected)
+  # The average classifies; raw weights on request.
+  jax.tree.map(close, task.inference_params(state)["discriminator"]["params"], expected)
+  raw = task.inference_params(state, use_ema=False)["discriminator"]
+  assert set(raw) == {"params"}
+  jax.tree.map(close, raw["params"], state.discriminator["params"])
+
+
+def test_without_the_discriminator_ema_the_state_keeps_no_average():
+  _, state, _ = run_steps(small_task(), 1)
+  assert set(state.discriminator) == {"params"}  # Checkpoints written before the option restore unchanged.
+
+
+@pytest.mark.parametrize("field, value", [("entropy_weight", -0.5), ("discriminator_ema_decay", 1.0)])
+def test_out_of_range_entropy_weight_or_ema_decay_is_refused(field, value):
+  with pytest.raises(ConfigError, match=field):
+    small_task(**{field: value})
 
 
 def test_a_negative_consistency_weight_is_refused():

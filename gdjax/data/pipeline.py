@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gdjax.data import fashion_mnist_local, generated, subsets, text
+from gdjax.data import fashion_mnist_local, subsets, text
 from gdjax.errors import ConfigError, DatasetError
 
 
@@ -189,14 +189,6 @@ def check_training_plan(
   """
   split = dataset_config.train_split
   split_size = num_examples(builder, split)  # Fails with a clear message on a bad split.
-  if generated.is_enabled(dataset_config):  # The generator's workdir and options, before anything is written.
-    generated.check_generator(
-      dataset_config,
-      image_shape=input_shape(builder, dataset_config),
-      num_classes=num_classes(builder),
-      global_batch_size=global_batch_size,
-      total_steps=total_steps,
-    )
   subset_size = int(dataset_config.get("subset_size", 0) or 0)
   single_pass = bool(dataset_config.get("single_pass", False))
   for option, used in (("subset_size", subset_size), ("single_pass", single_pass)):
@@ -275,24 +267,15 @@ def train_batches(
   makes the batches one padded pass with a `mask` that then ends (see the
   module docstring); `check_training_plan` says whether a run fits them.
 
-  With `dataset_config.generator_workdir`, part (or all) of each batch is a
-  conditional generator's samples (`generated.mixed_batches`).
+  Real data only: batches mixed with a conditional generator's samples
+  (`dataset_config.generator_workdir`) come from
+  `gdjax.generated_data.train_batches`, which calls this for its real rows.
   """
-  if generated.is_enabled(dataset_config):
-    return generated.mixed_batches(
-      dataset_config,
-      real_batches=lambda batch_size: train_batches(
-        builder,
-        generated.without_generator(dataset_config),
-        global_batch_size=batch_size,
-        seed=seed,
-        start_step=start_step,
-      ),
-      training_labels=lambda: load_training_examples(builder, dataset_config)["label"],
-      image_shape=input_shape(builder, dataset_config),
-      num_classes=num_classes(builder),
-      global_batch_size=global_batch_size,
-      start_step=start_step,
+  if dataset_config.get("generator_workdir", ""):
+    raise ConfigError(
+      f"config.dataset.generator_workdir={dataset_config.generator_workdir!r}: gdjax.data.train_batches reads real "
+      "data only. Draw mixed batches with gdjax.generated_data.train_batches (as `gdjax train` does), or set "
+      "--config.dataset.generator_workdir=''."
     )
   local_batch_size = _local_batch_size(global_batch_size)
   split = dataset_config.train_split

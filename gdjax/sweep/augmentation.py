@@ -11,7 +11,7 @@ three runs of one seed see the same n labelled images) and every seed:
   (a) the conditional GAN trained on those n images only, DIR/gan/runs/<id>/;
   (b) the classifier on the n real images, DIR/real/runs/<id>/;
   (c) the classifier on the same n real images mixed with (a)'s samples
-      (`dataset.generated_fraction`, 1:1 by default; gdjax/data/generated.py),
+      (`dataset.generated_fraction`, 1:1 by default; gdjax/generated_data.py),
       same steps, batch size and hyperparameters as (b), DIR/mixed/runs/<id>/.
 Every run is a `gdjax sweep` run (`gdjax train` then `gdjax eval --split test
 --checkpoint best`, resumable, finished runs never retrained). (a) and (b)

@@ -6,7 +6,7 @@
 
 For every seed it trains the classifier config twice, with the same steps,
 batch size and hyperparameters: on the generator's samples only
-(`dataset.generated_fraction=1.0`, gdjax/data/generated.py), in
+(`dataset.generated_fraction=1.0`, gdjax/generated_data.py), in
 DIR/generated/runs/<run_id>/, and on the real training split, in
 DIR/real/runs/<run_id>/. Each run is a `gdjax sweep` run: `gdjax train`,
 then `gdjax eval --split test --checkpoint best` (the checkpoint chosen on
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gdjax import data
-from gdjax.data import generated
+from gdjax import generated_data as generated
 from gdjax.errors import ConfigError
 from gdjax.sweep import aggregate, launchers, plan, report, spec
 from gdjax.sweep.plan import Run

@@ -21,6 +21,10 @@ also sees a flipped and translated copy of the unlabelled batch and pays the
 squared distance between its class probabilities on the two copies (the
 Pi-model's term, as CT-GAN adds it to this GAN), the weight ramped up over
 `consistency_ramp_up_steps`; 0, the default, is Salimans et al.'s loss.
+With `entropy_weight` > 0, D also pays the mean entropy of its class
+probabilities on the unlabelled batch (entropy minimisation). With
+`discriminator_ema_decay` > 0 the state keeps a moving average of D's weights
+beside them (`discriminator["ema_params"]`), and the average classifies.
 
 With `supervised_only` the step is the baseline every semi-supervised figure
 is compared with: the same discriminator, labelled stream, augmentation,
@@ -85,6 +89,11 @@ def default_config() -> ml_collections.ConfigDict:
   # its weight ramped up over the first `consistency_ramp_up_steps` steps.
   config.consistency_weight = 0.0
   config.consistency_ramp_up_steps = 0
+  # Entropy minimisation on the unlabelled batch (Grandvalet & Bengio 2005; Dai et al. 2017); 0: off.
+  config.entropy_weight = 0.0
+  # An exponential moving average of D's weights, which then classifies (`predict`, the classification
+  # evaluator); 0: off, the trained weights classify.
+  config.discriminator_ema_decay = 0.0
   config.supervised_only = False
   config.augment = ml_collections.ConfigDict(dict(flip=True, max_shift=2))
   config.ema_decay = 0.999
@@ -138,7 +147,7 @@ def default_config() -> ml_collections.ConfigDict:
 class SemiSupervisedGANState:
   step: jax.Array
   generator: Any  # {"params": ..., "batch_stats": ...}
-  discriminator: Any  # {"params": ...}
+  discriminator: Any  # {"params": ...}, and {"ema_params": ...} with `discriminator_ema_decay` > 0.
   generator_opt_state: Any
   discriminator_opt_state: Any
   ema_generator: Any
@@ -157,6 +166,15 @@ class SemiSupervisedGANTask:
     self.unsupervised_weight = float(config.get("unsupervised_weight", 1.0))
     self.consistency_weight = float(config.get("consistency_weight", 0.0))
     self.consistency_ramp_up_steps = int(config.get("consistency_ramp_up_steps", 0))
+    self.entropy_weight = float(config.get("entropy_weight", 0.0))
+    self.discriminator_ema_decay = float(config.get("discriminator_ema_decay", 0.0))
+    if self.entropy_weight < 0:
+      raise ConfigError(f"entropy_weight={self.entropy_weight} must be >= 0 (0 switches entropy minimisation off).")
+    if not 0 <= self.discriminator_ema_decay < 1:
+      raise ConfigError(
+        f"discriminator_ema_decay={self.discriminator_ema_decay} must be in [0, 1): 0 switches the "
+        "discriminator's EMA off, 0.999 averages over about the last 1,000 steps."
+      )
     if self.consistency_weight < 0:
       raise ConfigError(
         f"consistency_weight={self.consistency_weight} must be >= 0 (0 switches the consistency term off)."
@@ -218,6 +236,8 @@ class SemiSupervisedGANTask:
     generator = dict(self.generator.init(g_rng, jnp.zeros((1, self.noise_dim)), train=False))
     generator.setdefault("batch_stats", {})
     discriminator = {"params": self.discriminator.init(d_rng, jnp.zeros((1, *image_shape)), train=False)["params"]}
+    if self.discriminator_ema_decay:
+      discriminator["ema_params"] = jax.tree.map(jnp.copy, discriminator["params"])
     return SemiSupervisedGANState(
       step=jnp.zeros((), jnp.int32),
       generator=generator,
@@ -271,16 +291,29 @@ class SemiSupervisedGANTask:
       parts.update(d_consistency_loss=term, consistency_weight=consistency_weight)
       return loss + consistency_weight * term, parts
 
+    def add_entropy(loss, parts, unlabelled_logits):
+      """The loss plus the weighted mean entropy of D's class probabilities on the unlabelled batch."""
+      term = jnp.mean(losses.class_entropy(unlabelled_logits))
+      parts.update(d_entropy=term)
+      return loss + self.entropy_weight * term, parts
+
     if self.supervised_only:
 
       def objective(d_params):
-        images = [labelled] + ([unlabelled, second_view] if self.consistency_weight else [])
+        images = [labelled]
+        if self.consistency_weight or self.entropy_weight:
+          images.append(unlabelled)
+        if self.consistency_weight:
+          images.append(second_view)
         logits, _ = self.classify(d_params, jnp.concatenate(images), d_rng)
         labelled_logits = logits[:n_labelled]
+        unlabelled_logits = logits[n_labelled : n_labelled + n_unlabelled]
         loss = jnp.mean(losses.supervised_cross_entropy(labelled_logits, labels))
         parts = {"d_supervised_loss": loss}
         if self.consistency_weight:
-          loss, parts = add_consistency(loss, parts, *jnp.split(logits[n_labelled:], 2))
+          loss, parts = add_consistency(loss, parts, unlabelled_logits, logits[n_labelled + n_unlabelled :])
+        if self.entropy_weight:
+          loss, parts = add_entropy(loss, parts, unlabelled_logits)
         return loss, (labelled_logits, parts)
 
       (_, (logits, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.discriminator["params"])
@@ -290,7 +323,9 @@ class SemiSupervisedGANTask:
       metrics.update(labelled_accuracy=jnp.mean(jnp.argmax(logits, -1) == labels), d_grad_norm=optax.tree.norm(grads))
       metrics["learning_rate"] = self.schedule(state.step)
       return state.replace(
-        step=state.step + 1, discriminator={"params": d_params}, discriminator_opt_state=d_opt_state
+        step=state.step + 1,
+        discriminator=self._discriminator_after(state, d_params),
+        discriminator_opt_state=d_opt_state,
       ), metrics
 
     noise = jax.random.normal(g_noise_rng, (self.batch_size, self.noise_dim))
@@ -317,6 +352,8 @@ class SemiSupervisedGANTask:
       if self.consistency_weight:
         second_view_logits = logits[n_labelled + n_unlabelled + fake.shape[0] :]
         loss, parts = add_consistency(loss, parts, unlabelled_logits, second_view_logits)
+      if self.entropy_weight:
+        loss, parts = add_entropy(loss, parts, unlabelled_logits)
       parts.update(
         labelled_accuracy=jnp.mean(jnp.argmax(labelled_logits, -1) == labels),
         d_real=jnp.mean(jax.nn.sigmoid(losses.real_score(unlabelled_logits))),
@@ -352,12 +389,20 @@ class SemiSupervisedGANTask:
     new_state = state.replace(
       step=state.step + 1,
       generator=generator,
-      discriminator={"params": d_params},
+      discriminator=self._discriminator_after(state, d_params),
       generator_opt_state=g_opt_state,
       discriminator_opt_state=d_opt_state,
       ema_generator=ema_generator,
     )
     return new_state, metrics
+
+  def _discriminator_after(self, state: SemiSupervisedGANState, d_params) -> dict:
+    """D's variables after this step's update: its new weights, and their moving average when it is kept."""
+    if not self.discriminator_ema_decay:
+      return {"params": d_params}
+    decay = gan.ema_decay(self.discriminator_ema_decay, state.step, warmup=self.config.get("ema_warmup", True))
+    ema_params = optax.incremental_update(d_params, state.discriminator["ema_params"], step_size=1.0 - decay)
+    return {"params": d_params, "ema_params": ema_params}
 
   @staticmethod
   def _apply(optimizer, grads, opt_state, params):
@@ -367,8 +412,11 @@ class SemiSupervisedGANTask:
   # --- Inference.
 
   def inference_params(self, state: SemiSupervisedGANState, *, use_ema: bool = True):
+    discriminator = state.discriminator
+    if use_ema and "ema_params" in discriminator:
+      discriminator = {"params": discriminator["ema_params"]}
     return {
-      "discriminator": state.discriminator,
+      "discriminator": {"params": discriminator["params"]},
       "generator": state.ema_generator if use_ema else state.generator,
     }
 

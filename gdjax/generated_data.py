@@ -32,6 +32,11 @@ generator runs on one device of this process (its first local one), jitted
 once and always called with `CALL_SIZE` rows (padded), several batches at a
 time.
 
+`train_batches` and `check_training_plan` are what `gdjax train` calls: they
+are `gdjax.data`'s, with the generated rows added when a config names a
+generator. This module restores that generator (`run_state`, `tasks`), so it
+sits above the tasks; `gdjax.data` reads real data only.
+
 References:
   Ravuri & Vinyals, "Classification Accuracy Score for Conditional Generative
   Models", NeurIPS 2019.
@@ -46,8 +51,9 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 
-from gdjax import checkpoint, parallel, run_state, tasks
+from gdjax import checkpoint, data, parallel, run_state, tasks
 from gdjax.errors import CheckpointError, ConfigError
 
 MODES = ("fixed", "regenerate")
@@ -110,6 +116,57 @@ def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     members = rng.permutation(np.flatnonzero(labels == label))
     keys[members] = (np.arange(len(members)) + rng.uniform()) / len(members)
   return np.argsort(keys, kind="stable")
+
+
+def check_training_plan(
+  builder: tfds.core.DatasetBuilder,
+  dataset_config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  total_steps: int,
+) -> int:
+  """`gdjax.data.check_training_plan`, and the generator's workdir and options when the config names one.
+
+  Returns the number of real training examples. Raises ConfigError, naming
+  the flag to set, before anything is written.
+  """
+  if is_enabled(dataset_config):
+    check_generator(
+      dataset_config,
+      image_shape=data.input_shape(builder, dataset_config),
+      num_classes=data.num_classes(builder),
+      global_batch_size=global_batch_size,
+      total_steps=total_steps,
+    )
+  return data.check_training_plan(builder, dataset_config, global_batch_size=global_batch_size, total_steps=total_steps)
+
+
+def train_batches(
+  builder: tfds.core.DatasetBuilder,
+  dataset_config: ml_collections.ConfigDict,
+  *,
+  global_batch_size: int,
+  seed: int,
+  start_step: int = 0,
+) -> Iterator[dict]:
+  """This process's training batches from `start_step` on: `gdjax.data.train_batches`'s, or, with
+  `dataset_config.generator_workdir`, their real rows followed by the generator's (`mixed_batches`)."""
+  if not is_enabled(dataset_config):
+    return data.train_batches(
+      builder, dataset_config, global_batch_size=global_batch_size, seed=seed, start_step=start_step
+    )
+  real_config = without_generator(dataset_config)
+  return mixed_batches(
+    dataset_config,
+    real_batches=lambda batch_size: data.train_batches(
+      builder, real_config, global_batch_size=batch_size, seed=seed, start_step=start_step
+    ),
+    training_labels=lambda: data.load_training_examples(builder, real_config)["label"],
+    image_shape=data.input_shape(builder, dataset_config),
+    num_classes=data.num_classes(builder),
+    global_batch_size=global_batch_size,
+    start_step=start_step,
+  )
 
 
 def is_enabled(dataset_config: ml_collections.ConfigDict) -> bool:
