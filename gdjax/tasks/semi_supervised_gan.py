@@ -412,11 +412,9 @@ class SemiSupervisedGANTask:
   # --- Inference.
 
   def inference_params(self, state: SemiSupervisedGANState, *, use_ema: bool = True):
-    discriminator = state.discriminator
-    if use_ema and "ema_params" in discriminator:
-      discriminator = {"params": discriminator["ema_params"]}
+    weights = "ema_params" if use_ema and "ema_params" in state.discriminator else "params"
     return {
-      "discriminator": {"params": discriminator["params"]},
+      "discriminator": {"params": state.discriminator[weights]},
       "generator": state.ema_generator if use_ema else state.generator,
     }
 
