@@ -78,7 +78,12 @@ def default_config() -> ml_collections.ConfigDict:
     dict(
       generator=dict(name="mlp_generator", hidden_sizes=(500, 500), use_batch_norm=True, output_activation="sigmoid"),
       discriminator=dict(
-        name="semi_supervised_discriminator", kind="mlp", hidden_sizes=(1000, 500, 250, 250, 250), width=64
+        name="semi_supervised_discriminator",
+        kind="mlp",
+        hidden_sizes=(1000, 500, 250, 250, 250),
+        input_noise=0.3,  # "mlp": std of the Gaussian noise on the pixels ([0, 1] scale) in training.
+        hidden_noise=0.5,  # "mlp": std of the Gaussian noise after each hidden layer in training.
+        width=64,
       ),
     )
   )
